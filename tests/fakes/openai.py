@@ -1,0 +1,401 @@
+"""Fake OpenAI provider speaking the real Chat Completions wire format.
+
+The default answer echoes the last user message (``"Echo: <text>"`` plus ``" [images: N]"``) and
+token counts are deterministic, so tests can assert on what the gateway forwarded and billed.
+
+Standalone: ``python -m tests.fakes.openai --port 8900 [--latency 0.2]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any
+from urllib.parse import urlsplit
+
+from .server import FakeProviderServer, FakeRequestHandler, InvalidRequest, Route, run_cli
+
+DEFAULT_MODEL = "fake-model"
+SYSTEM_FINGERPRINT = "fp_fake0penai"
+IMAGE_TOKENS = 85  # what OpenAI bills for a low-detail image
+ROLES = ("system", "developer", "user", "assistant", "tool")
+# video_url is not OpenAI's but vLLM's; gateways put it in the same OpenAI-dialect requests.
+PART_TYPES = ("text", "image_url", "input_audio", "file", "video_url")
+AUDIO_FORMATS = ("wav", "mp3")
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+DATA_URI = re.compile(r"data:[^,;/]+/[^,;]+(;[^,]*)?,")
+
+# OpenAI's error type, code and stock message per status, so gateways see realistic bodies.
+ERRORS: dict[int, tuple[str, str | None, str]] = {
+    400: ("invalid_request_error", None, "Invalid request."),
+    401: (
+        "authentication_error",
+        "invalid_api_key",
+        "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+    ),
+    403: ("permission_error", None, "You are not allowed to perform this request."),
+    404: (
+        "invalid_request_error",
+        "model_not_found",
+        "The model does not exist or you do not have access to it.",
+    ),
+    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests. Please try again later."),
+    500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
+    502: ("server_error", None, "Bad gateway."),
+    503: ("server_error", None, "The server is overloaded or not ready yet."),
+    504: ("server_error", None, "Gateway timeout."),
+}
+
+
+class FakeOpenAI(FakeProviderServer):
+    """``POST /v1/chat/completions`` (plain and streamed) and ``GET /v1/models``."""
+
+    provider_name = "openai"
+    api_base_path = "/v1"
+
+    def error_body(self, status: int, message: str | None = None, param: str | None = None) -> Any:
+        default_type = "invalid_request_error" if status < 500 else "server_error"
+        kind, code, stock_message = ERRORS.get(status, (default_type, None, "Request failed."))
+        if message is not None:
+            # OpenAI leaves code null on bespoke messages such as validation errors and "Invalid URL".
+            return {"error": {"message": message, "type": kind, "param": param, "code": None}}
+        return {"error": {"message": stock_message, "type": kind, "param": param, "code": code}}
+
+    def chat_completions(self, exchange: FakeRequestHandler, match: re.Match[str]) -> None:
+        body = exchange.body
+        validate_chat_request(body)
+        knobs = exchange.knobs
+        messages = body["messages"]
+        limit = _first_given(body, "max_completion_tokens", "max_tokens")
+        text = knobs.reply if knobs.reply is not None else echo(messages)
+        reply, finish_reason = truncate_words(text, limit)
+        n = _first_given(body, "n") or 1
+        prompt_tokens = count_prompt_tokens(messages)
+        completion_tokens = n * len(reply.split())
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+        head = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "created": int(time.time()),
+            "model": body["model"],
+            "service_tier": "default",
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+        }
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            self._stream(exchange, head, reply, finish_reason, n, usage if include_usage else None)
+            return
+        message = {"role": "assistant", "content": reply, "refusal": None, "annotations": []}
+        choices = [
+            {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
+            for index in range(n)
+        ]
+        exchange.send_json(200, {**head, "object": "chat.completion", "choices": choices, "usage": usage})
+
+    def _stream(
+        self,
+        exchange: FakeRequestHandler,
+        head: dict[str, Any],
+        reply: str,
+        finish_reason: str,
+        n: int,
+        usage: dict[str, Any] | None,
+    ) -> None:
+        knobs = exchange.knobs
+        # With include_usage, OpenAI puts "usage": null on every chunk before the usage chunk.
+        usage_field = {"usage": None} if usage is not None else {}
+
+        def send_chunk(delta: dict[str, Any], finish: str | None = None) -> None:
+            choices = [
+                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+                for index in range(n)
+            ]
+            chunk = {**head, "object": "chat.completion.chunk", "choices": choices, **usage_field}
+            exchange.send_event(json.dumps(chunk))
+
+        exchange.start_stream()
+        if not self.sleep(knobs.time_to_first_token):
+            exchange.drop_connection()
+            return
+        send_chunk({"role": "assistant", "content": "", "refusal": None})
+        for index, piece in enumerate(split_reply(reply, knobs.chunk_count)[: knobs.cut_after]):
+            if index and not self.sleep(knobs.chunk_interval):
+                exchange.drop_connection()
+                return
+            send_chunk({"content": piece})
+        if knobs.cut_after is not None:
+            # Reaching here means the cut falls at or after the last piece: still never finish,
+            # so the client sees neither finish_reason nor [DONE].
+            exchange.drop_connection()
+            return
+        send_chunk({}, finish_reason)
+        if usage is not None:
+            usage_chunk = {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+            exchange.send_event(json.dumps(usage_chunk))
+        exchange.send_event("[DONE]")
+        exchange.end_stream()
+
+    def list_models(self, exchange: FakeRequestHandler, match: re.Match[str]) -> None:
+        seen = [
+            entry["body"]["model"]
+            for entry in self.requests
+            if isinstance(entry["body"], dict) and isinstance(entry["body"].get("model"), str)
+        ]
+        models = [
+            {"id": model, "object": "model", "created": 0, "owned_by": "fake-openai"}
+            for model in dict.fromkeys([DEFAULT_MODEL, *seen])
+        ]
+        exchange.send_json(200, {"object": "list", "data": models})
+
+    routes = (
+        Route("POST", r"/v1/chat/completions", chat_completions),
+        Route("GET", r"/v1/models", list_models),
+    )
+
+
+def echo(messages: list[dict[str, Any]]) -> str:
+    """The default reply: the last user message's text, and how many images it carried."""
+    last_user = next((message for message in reversed(messages) if message["role"] == "user"), {})
+    content = last_user.get("content")
+    reply = f"Echo: {content_text(content)}"
+    images = sum(1 for part in _parts(content) if part["type"] == "image_url")
+    return f"{reply} [images: {images}]" if images else reply
+
+
+def count_prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """A deterministic stand-in for tokenisation: 4 characters a token, plus a flat price per image."""
+    chars = sum(len(content_text(message.get("content"))) for message in messages)
+    images = sum(
+        1 for message in messages for part in _parts(message.get("content")) if part["type"] == "image_url"
+    )
+    return math.ceil(chars / 4) + IMAGE_TOKENS * images
+
+
+def content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return " ".join(part["text"] for part in _parts(content) if part["type"] == "text")
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    return content if isinstance(content, list) else []
+
+
+def truncate_words(text: str, limit: int | None) -> tuple[str, str]:
+    """The reply cut to ``limit`` words (one word standing for one token), and its finish_reason."""
+    words = re.findall(r"\s*\S+", text)
+    if limit is None or len(words) <= limit:
+        return text, "stop"
+    return "".join(words[:limit]), "length"
+
+
+def split_reply(text: str, chunk_count: int | None) -> list[str]:
+    """Stream pieces whose concatenation is ``text``: ``chunk_count`` even slices, else one per word."""
+    if chunk_count is None:
+        # Words keep their leading whitespace, the way real token deltas look.
+        return re.findall(r"\s*\S+|\s+$", text)
+    bounds = [len(text) * index // chunk_count for index in range(chunk_count + 1)]
+    return [text[start:end] for start, end in pairwise(bounds)]
+
+
+def _first_given(body: dict[str, Any], *names: str) -> Any:
+    """The first of ``names`` present and not null; OpenAI treats null like an omitted parameter."""
+    return next((body[name] for name in names if body.get(name) is not None), None)
+
+
+def validate_chat_request(body: Any) -> None:
+    """Reject what OpenAI rejects, with its messages and ``param`` paths; unknown fields pass."""
+    if not isinstance(body, dict):
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. (HINT: This likely means you aren't using "
+            "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was "
+            "not valid JSON.)"
+        )
+    _required(body, "model", "", "a string")
+    messages = _required(body, "messages", "", "an array")
+    if not messages:
+        raise InvalidRequest(
+            "Invalid 'messages': empty array. Expected an array with minimum length 1, "
+            "but got an empty array instead.",
+            "messages",
+        )
+    for index, message in enumerate(messages):
+        _validate_message(message, f"messages[{index}]")
+    for name in ("max_tokens", "max_completion_tokens", "n"):
+        _check_number(body, name, "an integer", minimum=1)
+    _check_number(body, "temperature", "a decimal", minimum=0, maximum=2)
+    _check_number(body, "top_p", "a decimal", minimum=0, maximum=1)
+    _optional(body, "stream", "a boolean")
+    _optional(body, "user", "a string")
+    stop = body.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(item, str) for item in stop))
+    ):
+        raise InvalidRequest(
+            "Invalid type for 'stop': expected one of a string or array of strings, "
+            f"but got {_kind(stop)} instead.",
+            "stop",
+        )
+    if _optional(body, "stream_options", "an object") is not None:
+        if body.get("stream") is not True:
+            raise InvalidRequest(
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
+            )
+        _optional(body["stream_options"], "include_usage", "a boolean", "stream_options")
+    effort = _optional(body, "reasoning_effort", "a string")
+    if effort is not None:
+        _one_of(effort, REASONING_EFFORTS, "reasoning_effort")
+
+
+def _validate_message(message: Any, param: str) -> None:
+    _require_type(message, param, "an object")
+    role = _required(message, "role", param, "a string")
+    _one_of(role, ROLES, f"{param}.role")
+    if role == "tool" and message.get("tool_call_id") is None:
+        raise InvalidRequest(
+            "Missing parameter 'tool_call_id': messages with role 'tool' must have a 'tool_call_id'.",
+            f"{param}.tool_call_id",
+        )
+    content = message.get("content")
+    if content is None:
+        # Assistant turns that only call tools legitimately carry no content.
+        if role == "assistant":
+            return
+        raise InvalidRequest(f"Missing required parameter: '{param}.content'.", f"{param}.content")
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise InvalidRequest(
+            f"Invalid type for '{param}.content': expected one of a string or array of objects, "
+            f"but got {_kind(content)} instead.",
+            f"{param}.content",
+        )
+    for index, part in enumerate(content):
+        _validate_part(part, role, f"{param}.content[{index}]")
+
+
+def _validate_part(part: Any, role: str, param: str) -> None:
+    _require_type(part, param, "an object")
+    kind = _required(part, "type", param, "a string")
+    _one_of(kind, PART_TYPES, f"{param}.type")
+    if kind != "text" and role != "user":
+        raise InvalidRequest(
+            f"Content parts of type '{kind}' are only allowed for messages with role 'user', "
+            f"but this message has role '{role}'.",
+            f"{param}.type",
+        )
+    match kind:
+        case "text":
+            _required(part, "text", param, "a string")
+        case "image_url" | "video_url":
+            media = _required(part, kind, param, "an object")
+            url = _required(media, "url", f"{param}.{kind}", "a string")
+            target = urlsplit(url)
+            if not (target.scheme in ("http", "https") and target.netloc) and not DATA_URI.match(url):
+                raise InvalidRequest(
+                    f"Invalid '{param}.{kind}.url'. Expected a valid URL, "
+                    "but got a value with an invalid format.",
+                    f"{param}.{kind}.url",
+                )
+        case "input_audio":
+            audio = _required(part, "input_audio", param, "an object")
+            _required(audio, "data", f"{param}.input_audio", "a string")
+            audio_format = _required(audio, "format", f"{param}.input_audio", "a string")
+            _one_of(audio_format, AUDIO_FORMATS, f"{param}.input_audio.format")
+        case "file":
+            file = _required(part, "file", param, "an object")
+            if not any(isinstance(file.get(key), str) for key in ("file_id", "file_data")):
+                raise InvalidRequest(
+                    f"Invalid '{param}.file': expected a 'file_id' or 'file_data' string.", f"{param}.file"
+                )
+
+
+def _required(obj: dict[str, Any], key: str, parent: str, expected: str) -> Any:
+    path = f"{parent}.{key}" if parent else key
+    if obj.get(key) is None:
+        raise InvalidRequest(f"Missing required parameter: '{path}'.", path)
+    _require_type(obj[key], path, expected)
+    return obj[key]
+
+
+def _optional(obj: dict[str, Any], key: str, expected: str, parent: str = "") -> Any:
+    if obj.get(key) is not None:
+        _require_type(obj[key], f"{parent}.{key}" if parent else key, expected)
+    return obj.get(key)
+
+
+def _check_number(
+    body: dict[str, Any], name: str, expected: str, minimum: float, maximum: float | None = None
+) -> None:
+    value = _optional(body, name, expected)
+    if value is None:
+        return
+    noun = "integer" if expected == "an integer" else "decimal"
+    if value < minimum:
+        raise InvalidRequest(
+            f"Invalid '{name}': {noun} below minimum value. Expected a value >= {minimum}, "
+            f"but got {value} instead.",
+            name,
+        )
+    if maximum is not None and value > maximum:
+        raise InvalidRequest(
+            f"Invalid '{name}': {noun} above maximum value. Expected a value <= {maximum}, "
+            f"but got {value} instead.",
+            name,
+        )
+
+
+def _one_of(value: str, allowed: Sequence[str], param: str) -> None:
+    if value not in allowed:
+        listed = ", ".join(f"'{option}'" for option in allowed[:-1]) + f", and '{allowed[-1]}'"
+        raise InvalidRequest(f"Invalid value: '{value}'. Supported values are: {listed}.", param)
+
+
+def _require_type(value: Any, param: str, expected: str) -> None:
+    if _kind(value) != expected and not (expected == "a decimal" and _kind(value) == "an integer"):
+        raise InvalidRequest(
+            f"Invalid type for '{param}': expected {expected}, but got {_kind(value)} instead.", param
+        )
+
+
+def _kind(value: Any) -> str:
+    """How OpenAI's error messages name a JSON value's type."""
+    match value:
+        case None:
+            return "null"
+        case bool():
+            return "a boolean"
+        case int():
+            return "an integer"
+        case float():
+            return "a decimal"
+        case str():
+            return "a string"
+        case list():
+            return "an array"
+        case _:
+            return "an object"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(FakeOpenAI, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
