@@ -1,0 +1,89 @@
+"""Where the database is: `DATABASE_URL`, or an embedded PostgreSQL under the local data folder.
+
+The embedded server comes from the pip-installed `pgserver` package, so a fresh machine needs no
+system service. Every process that loads the settings (web workers, the worker cluster, management
+commands, the test runner) attaches to the same server; pgserver serialises starts with an
+inter-process lock and stops the server when the last attached process exits.
+"""
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from psycopg.conninfo import conninfo_to_dict
+
+EMBEDDED_DATABASE_NAME = "foxgate"
+
+
+def database_settings(database_url: str, data_dir: Path) -> dict[str, Any]:
+    """The Django `DATABASES["default"]` entry for a libpq URL or conninfo, or the embedded server."""
+    params = conninfo_to_dict(database_url) if database_url else embedded_conninfo(data_dir)
+    name = params.pop("dbname", None) or "postgres"
+    entry: dict[str, Any] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": params.pop("user", ""),
+        "PASSWORD": params.pop("password", ""),
+        "HOST": params.pop("host", ""),
+        "PORT": params.pop("port", ""),
+        "OPTIONS": params,  # sslmode and friends pass straight to libpq
+        # Not persistent: under ASGI every request runs in a thread of its own, so persistent connections
+        # pile up until PostgreSQL refuses clients (measured: bench/submit.py hit "too many clients").
+        "CONN_MAX_AGE": 0,
+        "TEST": {"NAME": f"test_{name}"},
+    }
+    return entry
+
+
+def embedded_conninfo(data_dir: Path) -> dict[str, Any]:
+    """Start (or attach to) the embedded server and make sure FoxGate's database exists in it."""
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset on servers; pgserver copes, so say nothing.
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    pgdata = data_dir / "pgdata"
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with pgserver.PostgresServer._lock:
+        _forget_dead_processes(pgdata)
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    params = conninfo_to_dict(server.get_uri())
+    _ensure_database(params, EMBEDDED_DATABASE_NAME)
+    params["dbname"] = EMBEDDED_DATABASE_NAME
+    return params
+
+
+def _forget_dead_processes(pgdata: Path) -> None:
+    """Drop attached-process ids that no longer run.
+
+    pgserver stops the server when its last attached process exits cleanly; a process that was
+    killed never detaches, which would keep the server alive forever once its siblings are gone.
+    """
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    pids = [pid for pid in json.loads(handles.read_text()) if _process_runs(pid)]
+    handles.write_text(json.dumps(pids))
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _ensure_database(params: dict[str, Any], name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(**params, autocommit=True) as conn:
+        # Processes starting together would race to create it; a session lock makes them take turns.
+        conn.execute("SELECT pg_advisory_lock(hashtext('foxgate-create-database'))")
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

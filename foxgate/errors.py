@@ -1,0 +1,164 @@
+"""The one error envelope of the public API, produced here and nowhere else.
+
+Views and services raise `ApiError` (or let Django REST framework raise its own exceptions); the
+exception handler below turns either into
+`{"error": {"message", "type", "code", "param"}}` with the status of API.md's error table.
+"""
+
+import logging
+from typing import Any
+
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from foxgate.middleware import current_request_id
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    status_code = status.HTTP_400_BAD_REQUEST
+    error_type = "invalid_request_error"
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "code": self.code,
+                "param": self.param,
+            }
+        }
+
+
+class InvalidRequest(ApiError):
+    code = "invalid_json"
+
+
+class AuthenticationError(ApiError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class InsufficientQuota(ApiError):
+    status_code = status.HTTP_402_PAYMENT_REQUIRED
+    error_type = "insufficient_quota"
+    code = "insufficient_balance"
+
+
+class PermissionDenied(ApiError):
+    status_code = status.HTTP_403_FORBIDDEN
+    error_type = "permission_error"
+    code = "permission_denied"
+
+
+class NotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+    error_type = "not_found"
+    code = "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status_code = status.HTTP_405_METHOD_NOT_ALLOWED
+    code = "method_not_allowed"
+
+
+class InvalidParam(ApiError):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    code = "invalid_param"
+
+
+class ServiceUnavailable(ApiError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    error_type = "service_unavailable_error"
+    code = "no_available_channel"
+
+
+class InternalError(ApiError):
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    error_type = "server_error"
+    code = "internal_error"
+
+    def __init__(self) -> None:
+        super().__init__(f"The server failed to handle this request (request id {current_request_id()}).")
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF's exception handler hook: every exception raised under /v1/ ends here."""
+    error = as_api_error(exc)
+    response = Response(error.envelope(), status=error.status_code)
+    if error.status_code == status.HTTP_401_UNAUTHORIZED:
+        response["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, exceptions.APIException):
+        # Imported here: rest_framework.views loads the authentication classes, which import this module.
+        from rest_framework.views import exception_handler
+
+        # Keep what DRF computed, such as WWW-Authenticate on 401 and Allow on 405.
+        default = exception_handler(exc, context)
+        if default is not None:
+            for header, value in default.items():
+                response[header] = value
+    return response
+
+
+def as_api_error(exc: Exception) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, exceptions.NotAuthenticated):
+        return AuthenticationError(
+            "Missing API key: send it as 'Authorization: Bearer sk-...'.", code="missing_api_key"
+        )
+    if isinstance(exc, exceptions.AuthenticationFailed):
+        return AuthenticationError(str(exc.detail))
+    if isinstance(exc, exceptions.ParseError):
+        return InvalidRequest(f"The request body is not valid JSON: {exc.detail}")
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return InvalidRequest(
+            f"Unsupported content type {exc.detail}; send application/json.", code="unsupported_content_type"
+        )
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        return MethodNotAllowed(str(exc.detail))
+    if isinstance(exc, Http404 | exceptions.NotFound):
+        return NotFound("No such resource.")
+    if isinstance(exc, exceptions.ValidationError):
+        return _validation_error(exc.detail)
+    if isinstance(exc, exceptions.APIException):
+        error = ApiError(str(exc.detail), code=str(exc.default_code))
+        error.status_code = exc.status_code
+        return error
+    logger.exception("unhandled error in API view", exc_info=exc)
+    return InternalError()
+
+
+def _validation_error(detail: Any, prefix: str = "") -> InvalidParam:
+    """The first failing field of a serializer's errors, named with its path (`image_urls[2]`)."""
+    if isinstance(detail, dict):
+        field, inner = next(iter(detail.items()))
+        if field == "non_field_errors":
+            path = prefix
+        elif isinstance(field, int):  # a list field reports its failing items by index
+            path = f"{prefix}[{field}]"
+        else:
+            path = f"{prefix}.{field}" if prefix else str(field)
+        return _validation_error(inner, path)
+    if isinstance(detail, list):
+        for index, inner in enumerate(detail):
+            if inner:
+                nested = isinstance(inner, dict | list)
+                return _validation_error(inner, f"{prefix}[{index}]" if nested else prefix)
+    message = str(detail)
+    code = getattr(detail, "code", None)
+    error = InvalidParam(f"{prefix}: {message}" if prefix else message, param=prefix or None)
+    if code in {"model_not_found", "model_rule_violation", "invalid_image_url"}:
+        error.code = code
+    return error

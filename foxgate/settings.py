@@ -1,0 +1,181 @@
+"""FoxGate settings: every value comes from the environment, with safe defaults for local use.
+
+There are no per-environment settings files. `FOXGATE_PRODUCTION=1` turns on the checks that refuse
+to start with a development secret or with debug on.
+"""
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from foxgate.database import database_settings
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {value!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_map(name: str, default: str = "") -> dict[str, str]:
+    """`id1=value1,id2=value2` → {"id1": "value1", "id2": "value2"}."""
+    pairs = {}
+    for item in env_list(name, default):
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ImproperlyConfigured(f"{name} must look like id=value,id=value")
+        pairs[key] = value
+    return pairs
+
+
+DEV_SECRET_KEY = "foxgate-development-secret-key-never-use-in-production"  # noqa: S105
+DEV_KEY_PEPPER = "1=foxgate-development-pepper"
+
+PRODUCTION = env_bool("FOXGATE_PRODUCTION")
+DEBUG = env_bool("FOXGATE_DEBUG", default=not PRODUCTION)
+SECRET_KEY = env_str("FOXGATE_SECRET_KEY", DEV_SECRET_KEY)
+ALLOWED_HOSTS = env_list("FOXGATE_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+DATA_DIR = Path(env_str("FOXGATE_DATA_DIR", str(BASE_DIR / ".foxgate")))
+
+# API key digests are HMACs keyed by a pepper kept apart from SECRET_KEY. Several peppers may be
+# configured at once so they can rotate: new keys use the current one, old keys keep their pepper id.
+API_KEY_PEPPERS = env_map("FOXGATE_API_KEY_PEPPERS", DEV_KEY_PEPPER)
+API_KEY_PEPPER_ID = env_str("FOXGATE_API_KEY_PEPPER_ID", next(iter(API_KEY_PEPPERS), ""))
+if API_KEY_PEPPER_ID not in API_KEY_PEPPERS:
+    raise ImproperlyConfigured("FOXGATE_API_KEY_PEPPER_ID must name one of FOXGATE_API_KEY_PEPPERS")
+
+if PRODUCTION:
+    unsafe = []
+    if DEBUG:
+        unsafe.append("FOXGATE_DEBUG is on")
+    if SECRET_KEY == DEV_SECRET_KEY:
+        unsafe.append("FOXGATE_SECRET_KEY is the development default")
+    if env_str("FOXGATE_API_KEY_PEPPERS", DEV_KEY_PEPPER) == DEV_KEY_PEPPER:
+        unsafe.append("FOXGATE_API_KEY_PEPPERS is the development default")
+    if not env_str("DATABASE_URL"):
+        unsafe.append("DATABASE_URL is not set (the embedded database is for local use)")
+    if unsafe:
+        raise ImproperlyConfigured("refusing to start in production mode: " + "; ".join(unsafe))
+
+INSTALLED_APPS = [
+    "foxgate",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+    "tenants",
+    "tasks",
+]
+
+MIDDLEWARE = [
+    "foxgate.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "foxgate.urls"
+ASGI_APPLICATION = "foxgate.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": database_settings(env_str("DATABASE_URL"), DATA_DIR)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "foxgate.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# The worker cluster runs every upstream call. Its queue lives in PostgreSQL (the ORM broker), so
+# the database stays the one required service.
+Q_CLUSTER = {
+    "name": "foxgate",
+    "orm": "default",
+    "workers": env_int("FOXGATE_WORKERS", 4),
+    "timeout": env_int("FOXGATE_TASK_TIMEOUT", 600),
+    "retry": env_int("FOXGATE_TASK_TIMEOUT", 600) + 60,
+    "max_attempts": 3,
+    "poll": 0.05,
+    "catch_up": False,
+    "save_limit": 1000,
+    "ack_failures": True,
+    "label": "Worker cluster",
+}
+
+# Relay behaviour.
+UPSTREAM_TIMEOUT = float(env_int("FOXGATE_UPSTREAM_TIMEOUT", 120))
+DEFAULT_OUTPUT_CAP = env_int("FOXGATE_DEFAULT_OUTPUT_CAP", 4096)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("FOXGATE_LOG_LEVEL", "INFO")},
+    "loggers": {"pgserver": {"level": "WARNING"}},
+}
+APPEND_SLASH = False

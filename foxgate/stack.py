@@ -1,0 +1,110 @@
+"""Start FoxGate's processes side by side: the fake provider, the web server and the worker cluster.
+
+Used by the `demo` command and by the end-to-end tests, so both run exactly the processes production
+runs (`uvicorn foxgate.asgi:application` and `manage.py qcluster`), each as its own OS process.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from foxgate.settings import BASE_DIR
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class Stack:
+    web_port: int
+    fake_port: int
+    env: dict[str, str] = field(default_factory=dict)
+    web_workers: int = 1
+    log_dir: Path | None = None
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def fake_url(self) -> str:
+        return f"http://127.0.0.1:{self.fake_port}"
+
+    def start(self, timeout: float = 30) -> "Stack":
+        python = sys.executable
+        self._spawn("fake provider", [python, "manage.py", "fakeprovider", "--port", str(self.fake_port)])
+        self._spawn(
+            "web",
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "foxgate.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.web_port),
+                "--workers",
+                str(self.web_workers),
+                "--no-access-log",
+            ],
+        )
+        self._spawn("worker cluster", [python, "manage.py", "qcluster"])
+        try:
+            self._wait_until_up(f"{self.fake_url}/_fake/requests", timeout)
+            self._wait_until_up(f"{self.web_url}/healthz", timeout)
+        except StackError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, grace: float = 10) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + grace
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+    def exited(self) -> list[str]:
+        return [name for name, process in self.processes.items() if process.poll() is not None]
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        if self.log_dir is None:
+            output = None  # inherit: the demo shows every process's log in its own terminal
+        else:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            output = open(self.log_dir / f"{name.replace(' ', '-')}.log", "ab")  # noqa: SIM115
+        try:
+            self.processes[name] = subprocess.Popen(  # noqa: S603
+                argv, cwd=BASE_DIR, env={**os.environ, **self.env}, stdout=output, stderr=subprocess.STDOUT
+            )
+        finally:
+            if output is not None:
+                output.close()  # the child has its own copy of the descriptor
+
+    def _wait_until_up(self, url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.exited():
+                raise StackError(f"{', '.join(self.exited())} exited during startup")
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise StackError(f"{url} did not answer within {timeout:g}s")

@@ -1,0 +1,10 @@
+"""Entry points of the django-q2 worker cluster: take ids, call a service, return.
+
+A job may be delivered more than once (a worker that timed out is retried), so each must be idempotent.
+"""
+
+from tasks.services import task_execute
+
+
+def task_run(task_id: str) -> None:
+    task_execute(task_id=task_id)

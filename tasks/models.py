@@ -1,0 +1,153 @@
+import secrets
+import string
+import time
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from tenants.models import CREDITS, ApiKey, Tenant, TenantQuerySet
+
+TOKENS_PER_PRICE_UNIT = Decimal(1_000_000)
+
+
+class Model(models.Model):
+    """A model callers may ask for, by its public name."""
+
+    class Capability(models.TextChoices):
+        TEXT = "text"
+        VISION = "vision"
+        VIDEO = "video"
+        AUDIO = "audio"
+
+    name = models.CharField(max_length=200, unique=True)
+    capabilities = models.JSONField(default=list, help_text="Subset of text, vision, video, audio.")
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def current_price(self) -> "Price | None":
+        return self.prices.order_by("-version").first()
+
+    @property
+    def output_cap(self) -> int:
+        return self.max_output_tokens or settings.DEFAULT_OUTPUT_CAP
+
+
+class Price(models.Model):
+    """One version of a model's price, in credits per million tokens. Prices are appended, never edited,
+    so every charge can name the version it used."""
+
+    model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="prices")
+    version = models.PositiveIntegerField()
+    input_per_million = models.DecimalField(**CREDITS)
+    output_per_million = models.DecimalField(**CREDITS)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "version"], name="price_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.model} v{self.version}"
+
+    def cost(self, *, input_tokens: int, output_tokens: int) -> Decimal:
+        return (
+            input_tokens * self.input_per_million + output_tokens * self.output_per_million
+        ) / TOKENS_PER_PRICE_UNIT
+
+
+class Channel(models.Model):
+    """An upstream that serves models: one provider endpoint with its credentials."""
+
+    class Provider(models.TextChoices):
+        OPENAI = "openai", "OpenAI-compatible"
+
+    name = models.CharField(max_length=200, unique=True)
+    provider = models.CharField(max_length=32, choices=Provider.choices)
+    base_url = models.CharField(
+        max_length=500, help_text="As the provider's SDK takes it; OpenAI-compatible ones end in /v1."
+    )
+    api_key = models.CharField(max_length=500, blank=True)
+    served_models = models.ManyToManyField(Model, related_name="channels")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def new_task_id() -> str:
+    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    return f"task-llmrouter-{int(time.time())}-{suffix}"
+
+
+class Task(models.Model):
+    """One generation request, whatever its mode: the API's task object."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSING = "processing"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    FINISHED = (Status.COMPLETED, Status.FAILED)
+
+    id = models.CharField(primary_key=True, max_length=64, default=new_task_id)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="tasks")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="tasks")
+    model = models.CharField(max_length=200, help_text="The model name exactly as submitted.")
+    catalog_model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="tasks")
+    price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="tasks")
+    protocol = models.CharField(max_length=16)
+    request = models.JSONField(help_text="The normalized request: messages and generation parameters.")
+    stream = models.BooleanField(default=False)
+    sync = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    progress = models.PositiveSmallIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True, help_text="The ChatCompletion, once completed.")
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    user_group = models.CharField(max_length=64)
+    credits_reserved = models.DecimalField(**CREDITS)
+    credits_charged = models.DecimalField(null=True, blank=True, **CREDITS)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"]),
+            models.Index(fields=["status", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class TaskAttempt(models.Model):
+    """One upstream call made for a task."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempts")
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "number"], name="attempt_number_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} #{self.number}"

@@ -1,0 +1,91 @@
+import socket
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from psycopg.conninfo import make_conninfo
+from rest_framework.test import APIClient
+
+from foxgate.stack import Stack
+from tasks.services import channel_add, price_set
+from tenants.services import IssuedKey, apikey_issue, tenant_create
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def tenant(db):
+    return tenant_create(slug="acme", name="Acme", credits=Decimal(100))
+
+
+@pytest.fixture
+def issued_key(tenant) -> IssuedKey:
+    return apikey_issue(tenant=tenant, name="ci")
+
+
+@pytest.fixture
+def outsider_key(db) -> IssuedKey:
+    """A key of another tenant: it must never see the first tenant's data."""
+    other = tenant_create(slug="globex", name="Globex", credits=Decimal(100))
+    return apikey_issue(tenant=other, name="outsider")
+
+
+@pytest.fixture
+def api(issued_key) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued_key.secret}")
+    return client
+
+
+@pytest.fixture
+def priced_model(db):
+    """`fake-model`, priced at 1 credit per million input tokens and 2 per million output tokens."""
+    return price_set(
+        model_name="fake-model", input_per_million=Decimal(1), output_per_million=Decimal(2)
+    ).model
+
+
+@pytest.fixture
+def fake_openai():
+    from tests.fakes.openai import FakeOpenAI
+
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def openai_channel(priced_model, fake_openai):
+    return channel_add(
+        name="fake",
+        provider="openai",
+        base_url=fake_openai.base_url,
+        api_key="",
+        model_names=[priced_model.name],
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup, django_db_blocker, tmp_path_factory):
+    """The real processes: uvicorn serving foxgate.asgi, the django-q2 cluster and the fake provider,
+    all on the test database. Tests using it need `django_db(transaction=True)` so their rows are
+    committed where the other processes can see them."""
+    with django_db_blocker.unblock():
+        db = connection.settings_dict
+        database_url = make_conninfo(
+            dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=db["PORT"]
+        )
+    log_dir = Path(tmp_path_factory.mktemp("stack-logs"))
+    running = Stack(
+        web_port=free_port(),
+        fake_port=free_port(),
+        env={"DATABASE_URL": database_url, "FOXGATE_WORKERS": "2"},
+        web_workers=2,
+        log_dir=log_dir,
+    ).start()
+    yield running
+    running.stop()

@@ -1,0 +1,59 @@
+"""The embedded PostgreSQL: several processes starting it at once share one healthy server."""
+
+import subprocess
+import sys
+import textwrap
+
+from foxgate.database import database_settings
+
+ATTACH = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    import psycopg
+    from foxgate.database import database_settings
+
+    db = database_settings("", Path(sys.argv[1]))
+    with psycopg.connect(dbname=db["NAME"], host=db["HOST"], user=db["USER"]) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(42)")  # CREATE TABLE IF NOT EXISTS races with itself
+        conn.execute("CREATE TABLE IF NOT EXISTS seen (pid int)")
+        conn.execute("INSERT INTO seen VALUES (%s)", [sys.argv[2]])
+        print(conn.execute("SELECT count(*) FROM seen").fetchone()[0])
+    """
+)
+
+
+def test_concurrent_first_starts_share_one_server(tmp_path):
+    starters = [
+        subprocess.Popen(
+            [sys.executable, "-c", ATTACH, str(tmp_path), str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    outputs = [starter.communicate(timeout=60) for starter in starters]
+    assert [starter.returncode for starter in starters] == [0, 0, 0, 0], outputs
+    # Every process wrote into the same database of the same server, and that server is still usable.
+    again = subprocess.run(
+        [sys.executable, "-c", ATTACH, str(tmp_path), "9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert again.stdout.split()[-1] == "5"
+
+
+def test_database_url_wins_over_the_embedded_server(tmp_path):
+    db = database_settings("postgresql://app:s3cret@db.internal:6543/foxgate?sslmode=require", tmp_path)
+    assert (db["NAME"], db["USER"], db["PASSWORD"], db["HOST"], db["PORT"]) == (
+        "foxgate",
+        "app",
+        "s3cret",
+        "db.internal",
+        "6543",
+    )
+    assert db["OPTIONS"] == {"sslmode": "require"}
+    assert not (tmp_path / "pgdata").exists()

@@ -1,0 +1,61 @@
+from decimal import Decimal
+
+import pytest
+from django.core.management import CommandError
+
+from tasks.models import Channel, Model
+from tests.helpers import run_command as run
+
+pytestmark = pytest.mark.django_db
+
+
+def test_setprice_creates_the_model_and_appends_versions():
+    run("setprice", "gpt-x", "--input", "1.5", "--output", "6")
+    run("setprice", "gpt-x", "--input", "2", "--output", "8")
+    model = Model.objects.get(name="gpt-x")
+    assert [
+        (p.version, p.input_per_million, p.output_per_million) for p in model.prices.order_by("version")
+    ] == [
+        (1, Decimal("1.5"), Decimal("6")),
+        (2, Decimal("2"), Decimal("8")),
+    ]
+    assert model.current_price().version == 2
+
+
+@pytest.mark.parametrize("args", [["--input", "cheap", "--output", "1"], ["--input", "1", "--output", "-1"]])
+def test_setprice_rejects_bad_amounts(args):
+    with pytest.raises(CommandError):
+        run("setprice", "gpt-x", *args)
+    assert not Model.objects.exists()
+
+
+def test_addchannel_serves_the_listed_models():
+    run(
+        "addchannel",
+        "main",
+        "--provider",
+        "openai",
+        "--base-url",
+        "http://127.0.0.1:8900/v1",
+        "--api-key",
+        "sk-up",
+        "--models",
+        "a, b",
+    )
+    channel = Channel.objects.get(name="main")
+    assert sorted(channel.served_models.values_list("name", flat=True)) == ["a", "b"]
+    assert channel.base_url == "http://127.0.0.1:8900/v1"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--provider", "openai", "--base-url", "not a url", "--models", "a"], "--base-url"),
+        (["--provider", "openai", "--base-url", "http://x/v1", "--models", " , "], "--models"),
+        (["--provider", "carrier-pigeon", "--base-url", "http://x/v1", "--models", "a"], "invalid choice"),
+    ],
+)
+def test_addchannel_rejects_bad_input(args, message):
+    with pytest.raises(CommandError, match=message):
+        run("addchannel", "main", *args)
+    assert not Channel.objects.exists()

@@ -1,0 +1,28 @@
+import pytest
+from django.db import connection
+
+from tasks.models import Task
+
+
+def database_dump() -> str:
+    """Every row of every table in the database, as text."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        tables = [row[0] for row in cursor.fetchall()]
+        rows = []
+        for table in tables:
+            cursor.execute(f'SELECT t::text FROM "{table}" t')  # noqa: S608 - names come from pg_tables
+            rows += [row[0] for row in cursor.fetchall()]
+    return "\n".join(rows)
+
+
+@pytest.mark.django_db
+def test_key_secret_appears_nowhere_in_the_database(api, issued_key, openai_channel):
+    submitted = api.post("/v1/llm/generations", {"model": "fake-model", "prompt": "hi"}, format="json")
+    assert submitted.status_code == 200
+    assert Task.objects.count() == 1
+    dump = database_dump()
+    assert issued_key.api_key.key_id in dump  # the dump does hold the key's row
+    secret_part = issued_key.secret.removeprefix("sk-" + issued_key.api_key.key_id)
+    assert secret_part not in dump
+    assert issued_key.secret not in dump
