@@ -51,7 +51,8 @@ async def fire(url: str, secret: str, total: int, concurrency: int) -> tuple[lis
                 n = queue.get_nowait()
                 started = time.perf_counter()
                 response = await client.post(
-                    "/v1/llm/generations", json={"model": "bench-model", "prompt": f"request {n}", "max_tokens": 64}
+                    "/v1/llm/generations",
+                    json={"model": "bench-model", "prompt": f"request {n}", "max_tokens": 64},
                 )
                 latencies.append(time.perf_counter() - started)
                 if response.status_code == 200:
@@ -104,13 +105,19 @@ def main() -> None:
     stack = Stack(
         web_port=args.web_port,
         fake_port=args.fake_port,
-        env={"DATABASE_URL": database_url, "FOXGATE_WORKERS": str(args.cluster_workers), "FOXGATE_LOG_LEVEL": "WARNING"},
+        env={
+            "DATABASE_URL": database_url,
+            "FOXGATE_WORKERS": str(args.cluster_workers),
+            "FOXGATE_LOG_LEVEL": "WARNING",
+        },
         web_workers=args.web_workers,
         log_dir=ROOT / ".foxgate" / "bench-logs",
     ).start()
     try:
         started = time.perf_counter()
-        latencies, task_ids, failures = asyncio.run(fire(stack.web_url, secret, args.requests, args.concurrency))
+        latencies, task_ids, failures = asyncio.run(
+            fire(stack.web_url, secret, args.requests, args.concurrency)
+        )
         submit_seconds = time.perf_counter() - started
         finished = 0
         deadline = time.monotonic() + 600

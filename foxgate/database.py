@@ -10,6 +10,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
@@ -39,15 +40,10 @@ def database_settings(database_url: str, data_dir: Path) -> dict[str, Any]:
 
 def embedded_conninfo(data_dir: Path) -> dict[str, Any]:
     """Start (or attach to) the embedded server and make sure FoxGate's database exists in it."""
-    with warnings.catch_warnings():
-        # platformdirs warns that XDG_RUNTIME_DIR is unset on servers; pgserver copes, so say nothing.
-        warnings.simplefilter("ignore")
-        import pgserver
-
+    pgserver = _pgserver()
     pgdata = data_dir / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    with pgserver.PostgresServer._lock:
-        _forget_dead_processes(pgdata)
+    release_exited_processes(data_dir)
     server = pgserver.get_server(pgdata, cleanup_mode="stop")
     params = conninfo_to_dict(server.get_uri())
     _ensure_database(params, EMBEDDED_DATABASE_NAME)
@@ -55,17 +51,27 @@ def embedded_conninfo(data_dir: Path) -> dict[str, Any]:
     return params
 
 
-def _forget_dead_processes(pgdata: Path) -> None:
-    """Drop attached-process ids that no longer run.
+def release_exited_processes(data_dir: Path) -> None:
+    """Detach processes that no longer run from the embedded server.
 
-    pgserver stops the server when its last attached process exits cleanly; a process that was
-    killed never detaches, which would keep the server alive forever once its siblings are gone.
+    pgserver stops the server when its last attached process exits through `atexit`; a process that
+    was killed, or left through `os._exit` as forked workers do, never detaches, which would keep the
+    server alive after everything that used it is gone.
     """
-    handles = pgdata / ".handle_pids.json"
-    if not handles.exists():
-        return
-    pids = [pid for pid in json.loads(handles.read_text()) if _process_runs(pid)]
-    handles.write_text(json.dumps(pids))
+    pgserver = _pgserver()
+    handles = data_dir / "pgdata" / ".handle_pids.json"
+    with pgserver.PostgresServer._lock:
+        if handles.exists():
+            pids = [pid for pid in json.loads(handles.read_text()) if _process_runs(pid)]
+            handles.write_text(json.dumps(pids))
+
+
+def _pgserver() -> ModuleType:
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset on servers; pgserver copes, so say nothing.
+        warnings.simplefilter("ignore")
+        import pgserver
+    return pgserver
 
 
 def _process_runs(pid: int) -> bool:

@@ -4,6 +4,7 @@ Used by the `demo` command and by the end-to-end tests, so both run exactly the 
 runs (`uvicorn foxgate.asgi:application` and `manage.py qcluster`), each as its own OS process.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from django.conf import settings
 
-from foxgate.settings import BASE_DIR
+from foxgate.database import release_exited_processes
 
 
 class StackError(RuntimeError):
@@ -67,17 +69,20 @@ class Stack:
         return self
 
     def stop(self, grace: float = 10) -> None:
+        """Ask every process group to stop as on Ctrl-C, then kill what is left after `grace` seconds.
+
+        Signalling the group, not just the process we started, reaches the workers a process forked."""
         for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
+            _signal_group(process, signal.SIGINT)
         deadline = time.monotonic() + grace
         for process in self.processes.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _signal_group(process, signal.SIGKILL)  # stragglers: forked workers outliving their parent
+            process.wait()
         self.processes.clear()
+        # Our children attached to the embedded database too; let it stop once we are the last user.
+        release_exited_processes(settings.DATA_DIR)
 
     def exited(self) -> list[str]:
         return [name for name, process in self.processes.items() if process.poll() is not None]
@@ -90,7 +95,12 @@ class Stack:
             output = open(self.log_dir / f"{name.replace(' ', '-')}.log", "ab")  # noqa: SIM115
         try:
             self.processes[name] = subprocess.Popen(  # noqa: S603
-                argv, cwd=BASE_DIR, env={**os.environ, **self.env}, stdout=output, stderr=subprocess.STDOUT
+                argv,
+                cwd=settings.BASE_DIR,
+                env={**os.environ, **self.env},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so stop() reaches everything it forks
             )
         finally:
             if output is not None:
@@ -108,3 +118,8 @@ class Stack:
                 pass
             time.sleep(0.1)
         raise StackError(f"{url} did not answer within {timeout:g}s")
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group has exited already
+        os.killpg(process.pid, signum)
