@@ -44,6 +44,14 @@ class InvalidRequest(ApiError):
     code = "invalid_json"
 
 
+class RequestTooLarge(ApiError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = "request_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The request body is larger than the limit of {limit} bytes.")
+
+
 class AuthenticationError(ApiError):
     status_code = status.HTTP_401_UNAUTHORIZED
     error_type = "authentication_error"
@@ -82,6 +90,32 @@ class ServiceUnavailable(ApiError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     error_type = "service_unavailable_error"
     code = "no_available_channel"
+
+
+class TaskFailed(ApiError):
+    """A sync request whose task failed: the task's own error, with the status its cause deserves."""
+
+    error_type = "upstream_error"
+    STATUS_BY_CODE = {
+        "upstream_timeout": status.HTTP_504_GATEWAY_TIMEOUT,
+        "all_platforms_exhausted": status.HTTP_503_SERVICE_UNAVAILABLE,
+        "no_available_channel": status.HTTP_503_SERVICE_UNAVAILABLE,
+        "internal_error": status.HTTP_500_INTERNAL_SERVER_ERROR,
+    }
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+        self.status_code = self.STATUS_BY_CODE.get(code, status.HTTP_502_BAD_GATEWAY)
+        if self.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
+            self.error_type = "service_unavailable_error"
+        elif self.status_code == status.HTTP_500_INTERNAL_SERVER_ERROR:
+            self.error_type = "server_error"
+
+
+class StillRunning(ApiError):
+    status_code = status.HTTP_504_GATEWAY_TIMEOUT
+    error_type = "timeout_error"
+    code = "task_still_running"
 
 
 class InternalError(ApiError):

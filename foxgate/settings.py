@@ -92,6 +92,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "tenants",
     "tasks",
@@ -100,6 +102,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "foxgate.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -140,16 +143,38 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+# WhiteNoise serves static files (admin, API docs) from the app itself, under ASGI too; finding them
+# in the installed apps means no collectstatic step and no STATIC_ROOT.
+WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["foxgate.parsers.LimitedJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "foxgate.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "FoxGate API",
+    "DESCRIPTION": "The FoxAPI task dialect: submit a generation, poll or stream the task, get an OpenAI "
+    "ChatCompletion back. Authenticate with `Authorization: Bearer sk-...`.",
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": "/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "REDOC_DIST": "SIDECAR",  # the docs page's assets are served from this server, not a CDN
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Request bodies above this are refused with 413 (inline base64 media makes bodies large).
+MAX_REQUEST_BYTES = env_int("FOXGATE_MAX_REQUEST_BYTES", 20 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
+# How long a sync request waits for its task before answering 504 task_still_running.
+SYNC_WAIT_SECONDS = float(env_int("FOXGATE_SYNC_WAIT_SECONDS", 300))
 
 # The worker cluster runs every upstream call. Its queue lives in PostgreSQL (the ORM broker), so
 # the database stays the one required service.

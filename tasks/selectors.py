@@ -1,10 +1,52 @@
 """Reads for the public API, always scoped to the caller's tenant."""
 
+import asyncio
+import contextlib
 from typing import Any
 
 from foxgate.errors import NotFound
-from tasks.models import Task
-from tenants.models import Tenant
+from tasks.events import listener
+from tasks.model_rules import ModelRules, rules_for
+from tasks.models import Model, Task
+from tenants.models import ModelRuleOverride, Tenant
+from tenants.selectors import format_credits
+
+RECHECK_SECONDS = 5.0
+
+
+def model_rules(*, model: Model, overrides: list[ModelRuleOverride]) -> ModelRules:
+    """The model's intrinsic rules, narrowed by its catalog entry and by the tenant's overrides."""
+    rules = rules_for(model.name).tightened(
+        capabilities=model.capabilities, max_output_tokens=model.max_output_tokens
+    )
+    for override in overrides:
+        if override.matches(model.name):
+            rules = rules.tightened(
+                max_images=override.max_images,
+                max_output_tokens=override.max_output_tokens,
+                reasoning=override.reasoning or None,
+            )
+    return rules
+
+
+def models_available(*, tenant: Tenant) -> list[tuple[Model, ModelRules]]:
+    """The models this tenant's keys may call right now: enabled, priced, served by an enabled channel and
+    not disabled by the tenant's overrides; with the rules that apply to each."""
+    overrides = list(ModelRuleOverride.objects.for_tenant(tenant))
+    models = (
+        Model.objects.filter(enabled=True, prices__isnull=False, channels__enabled=True)
+        .distinct()
+        .order_by("name")
+    )
+    return [
+        (model, model_rules(model=model, overrides=overrides))
+        for model in models
+        if not is_disabled(model.name, overrides)
+    ]
+
+
+def is_disabled(model_name: str, overrides: list[ModelRuleOverride]) -> bool:
+    return any(override.disabled and override.matches(model_name) for override in overrides)
 
 
 def task_get(*, tenant: Tenant, task_id: str) -> Task:
@@ -12,6 +54,24 @@ def task_get(*, tenant: Tenant, task_id: str) -> Task:
     if task is None:
         raise NotFound("No task with this id exists for this API key's tenant.", code="task_not_found")
     return task
+
+
+async def task_wait(*, task_id: str, timeout: float) -> Task:
+    """The task once it has finished, or as it stands after `timeout` seconds.
+
+    Woken by the process's task listener; the database is read after subscribing, on every wake-up
+    and every RECHECK_SECONDS, so a lost notification costs a few seconds, never a hang."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with listener().subscribe(task_id) as changed:
+        while True:
+            changed.clear()
+            task = await Task.objects.aget(pk=task_id)
+            remaining = deadline - loop.time()
+            if task.is_finished or remaining <= 0:
+                return task
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(RECHECK_SECONDS, remaining))
 
 
 def task_as_api(task: Task) -> dict[str, Any]:
@@ -32,12 +92,8 @@ def task_as_api(task: Task) -> dict[str, Any]:
         if failed
         else None,
         "usage": {
-            "credits_reserved": _credits(task.credits_reserved),
-            "credits_charged": _credits(task.credits_charged),
+            "credits_reserved": format_credits(task.credits_reserved),
+            "credits_charged": None if task.credits_charged is None else format_credits(task.credits_charged),
             "user_group": task.user_group,
         },
     }
-
-
-def _credits(amount) -> str | None:
-    return None if amount is None else format(amount.normalize(), "f")

@@ -1,18 +1,34 @@
-"""Input validation for the public API: every rule of API.md's field tables lives here."""
+"""The public API's input rules (API.md's field tables) and the shapes of its outputs."""
 
 import base64
 import binascii
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 PROMPT_MAX = 100_000
 SYSTEM_PROMPT_MAX = 10_000
 MEDIA_ITEMS_MAX = 10
-_DATA_IMAGE = re.compile(
-    r"^data:image/(?P<type>[a-z0-9.+-]+);base64,(?P<payload>.*)$", re.IGNORECASE | re.DOTALL
+MESSAGES_MAX = 1_000
+STOP_SEQUENCES_MAX = 4
+VIDEO_EXTENSIONS = (".mp4", ".mpeg", ".mpg", ".mov", ".webm")
+VIDEO_PAGE_HOSTS = ("youtube.com", "www.youtube.com", "youtu.be")  # pages Gemini takes in place of a file
+DEFAULT_AUDIO_PROMPT = "Transcribe this audio."
+ROLES = ("system", "developer", "user", "assistant", "tool")
+PART_TYPES = ("text", "image_url", "video_url", "audio_url", "file_url")
+PROTOCOL_FIELDS = ("messages", "audio_url", "video_urls", "image_urls")  # the field that picks each protocol
+PROTOCOLS = {"messages": "custom", "audio_url": "audio", "video_urls": "video", "image_urls": "vision"}
+CUSTOM_ONLY_FIELDS = ("top_p", "stop")
+_DATA_URI = re.compile(
+    r"^data:(?P<kind>[a-z]+)/(?P<subtype>[a-z0-9.+-]+);base64,(?P<payload>.*)$", re.I | re.S
 )
+
+
+def is_inline(url: str) -> bool:
+    return url[:5].lower() == "data:"
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -25,6 +41,8 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 class StrictIntegerField(serializers.IntegerField):
+    default_error_messages = {"invalid": "must be an integer"}
+
     def to_internal_value(self, data: Any) -> int:
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
@@ -32,6 +50,8 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class StrictFloatField(serializers.FloatField):
+    default_error_messages = {"invalid": "must be a number"}
+
     def to_internal_value(self, data: Any) -> float:
         if isinstance(data, bool) or not isinstance(data, int | float):
             self.fail("invalid")
@@ -39,49 +59,199 @@ class StrictFloatField(serializers.FloatField):
 
 
 class StrictCharField(serializers.CharField):
+    default_error_messages = {"invalid": "must be a string"}
+
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
 
 
-class ImageUrlField(StrictCharField):
-    """An http(s) URL, or a data URI of an image whose base64 payload really decodes."""
+class StrictListField(serializers.ListField):
+    default_error_messages = {"not_a_list": "must be an array"}
 
-    default_error_messages = {
-        "invalid_image_url": "must be an http(s):// URL or a data:image/<type>;base64,<payload> URI",
-        "invalid_base64": "is a data URI whose base64 payload does not decode",
-    }
+
+class MediaUrlField(StrictCharField):
+    """An http(s) URL, or a `data:<kind>/<type>;base64,` URI whose payload really decodes.
+
+    `kind` is image, video or audio; `error_code` is the API error code for a malformed item.
+    """
+
+    def __init__(self, *, kind: str, error_code: str = "invalid_param", **kwargs: Any) -> None:
+        self.kind = kind
+        self.error_code = error_code
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:
         url = super().to_internal_value(data)
-        if url.startswith(("http://", "https://")) and len(url) > len("https://"):
+        if not is_inline(url):
+            parts = urlsplit(url)
+            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+                self.reject(f"must be an http(s):// URL or a data:{self.kind}/<type>;base64,<payload> URI")
+            self.check_link(parts.hostname, parts.path)
             return url
-        match = _DATA_IMAGE.match(url)
+        match = _DATA_URI.match(url)
         if not match:
-            raise serializers.ValidationError(
-                self.error_messages["invalid_image_url"], code="invalid_image_url"
-            )
+            self.reject(f"is not a well-formed data:{self.kind}/<type>;base64,<payload> URI")
+        if match["kind"].lower() != self.kind:
+            self.reject(f"is a data URI of type {match['kind']}/{match['subtype']}, not {self.kind}/*")
         try:
             base64.b64decode(match["payload"], validate=True)
         except (binascii.Error, ValueError):
-            raise serializers.ValidationError(
-                self.error_messages["invalid_base64"], code="invalid_image_url"
-            ) from None
+            self.reject("is a data URI whose base64 payload does not decode")
+        if not match["payload"]:
+            self.reject("is a data URI with an empty payload")
         return url
+
+    def check_link(self, host: str, path: str) -> None:
+        """Further rules for links, beyond being http(s)."""
+
+    def reject(self, message: str) -> None:
+        raise serializers.ValidationError(message, code=self.error_code)
+
+
+class VideoUrlField(MediaUrlField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(kind="video", **kwargs)
+
+    def check_link(self, host: str, path: str) -> None:
+        if host.lower() in VIDEO_PAGE_HOSTS:
+            return
+        if not path.lower().endswith(VIDEO_EXTENSIONS):
+            self.reject(f"must be a direct link to a video file ending in {', '.join(VIDEO_EXTENSIONS)}")
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string"},
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"type": {"type": "string", "enum": list(PART_TYPES)}},
+                    "required": ["type"],
+                },
+            },
+        ]
+    }
+)
+class ContentField(serializers.Field):
+    """A message's content: a string, or a list of typed parts with their URLs checked."""
+
+    def to_internal_value(self, data: Any) -> str | list[dict[str, Any]]:
+        if isinstance(data, str):
+            return data
+        if not isinstance(data, list) or not data:
+            raise serializers.ValidationError("must be a string or a non-empty array of content parts")
+        errors: dict[int, Any] = {}
+        parts = []
+        for index, part in enumerate(data):
+            try:
+                parts.append(self.part(part))
+            except serializers.ValidationError as error:
+                errors[index] = error.detail
+        if errors:
+            raise serializers.ValidationError(errors)
+        return parts
+
+    def part(self, part: Any) -> dict[str, Any]:
+        if not isinstance(part, dict):
+            raise serializers.ValidationError("must be an object")
+        kind = part.get("type")
+        if kind not in PART_TYPES:
+            raise serializers.ValidationError({"type": [f"must be one of {', '.join(PART_TYPES)}"]})
+        unknown = sorted(set(part) - {"type", kind})
+        if unknown:
+            raise serializers.ValidationError({unknown[0]: ["is not a known field"]})
+        if kind == "text":
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise serializers.ValidationError({"text": ["must be a string"]})
+            return {"type": "text", "text": text}
+        media = part.get(kind)
+        if not isinstance(media, dict) or "url" not in media:
+            raise serializers.ValidationError({kind: ['must be an object {"url": "..."}']})
+        field = part_url_field(kind)
+        try:
+            url = field.run_validation(media["url"])
+        except serializers.ValidationError as error:
+            raise serializers.ValidationError({kind: {"url": error.detail}}) from None
+        return {"type": kind, kind: {"url": url}}
+
+
+def part_url_field(kind: str) -> serializers.Field:
+    if kind == "image_url":
+        return MediaUrlField(kind="image", error_code="invalid_image_url")
+    if kind == "video_url":
+        return VideoUrlField()
+    if kind == "audio_url":
+        return MediaUrlField(kind="audio")
+    return MediaUrlField(kind="application")
+
+
+class MessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(
+        choices=ROLES, error_messages={"invalid_choice": "must be one of " + ", ".join(ROLES)}
+    )
+    content = ContentField()
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({unknown[0]: ["is not a known field"]})
+        return super().to_internal_value(data)
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string"}, "maxItems": STOP_SEQUENCES_MAX},
+        ]
+    }
+)
+class StopField(serializers.Field):
+    def to_internal_value(self, data: Any) -> str | list[str]:
+        if isinstance(data, str):
+            return data
+        if (
+            isinstance(data, list)
+            and 0 < len(data) <= STOP_SEQUENCES_MAX
+            and all(isinstance(s, str) for s in data)
+        ):
+            return data
+        raise serializers.ValidationError(
+            f"must be a string or an array of 1 to {STOP_SEQUENCES_MAX} strings"
+        )
 
 
 class GenerationRequestSerializer(serializers.Serializer):
+    """POST /v1/llm/generations. The protocol is picked by which media field is present."""
+
     model = StrictCharField(max_length=200)
     prompt = StrictCharField(max_length=PROMPT_MAX, required=False, trim_whitespace=False)
     system_prompt = StrictCharField(
         max_length=SYSTEM_PROMPT_MAX, required=False, allow_null=True, allow_blank=True, trim_whitespace=False
     )
-    image_urls = serializers.ListField(
-        child=ImageUrlField(), min_length=1, max_length=MEDIA_ITEMS_MAX, required=False
+    image_urls = StrictListField(
+        child=MediaUrlField(kind="image", error_code="invalid_image_url"),
+        min_length=1,
+        max_length=MEDIA_ITEMS_MAX,
+        required=False,
+    )
+    video_urls = StrictListField(
+        child=VideoUrlField(), min_length=1, max_length=MEDIA_ITEMS_MAX, required=False
+    )
+    audio_url = MediaUrlField(kind="audio", required=False)
+    messages = StrictListField(
+        child=MessageSerializer(), min_length=1, max_length=MESSAGES_MAX, required=False
     )
     max_tokens = StrictIntegerField(min_value=1, required=False, allow_null=True)
     temperature = StrictFloatField(min_value=0, max_value=2, required=False, allow_null=True)
+    top_p = StrictFloatField(min_value=0, max_value=1, required=False, allow_null=True)
+    stop = StopField(required=False, allow_null=True)
     reasoning = StrictBooleanField(required=False, allow_null=True)
     sync = StrictBooleanField(default=False)
     stream = StrictBooleanField(default=False)
@@ -95,10 +265,44 @@ class GenerationRequestSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "prompt" not in attrs:
-            raise serializers.ValidationError({"prompt": ["This field is required."]})
-        attrs["protocol"] = "vision" if "image_urls" in attrs else "text"
+        chosen = [name for name in PROTOCOL_FIELDS if name in attrs]
+        if len(chosen) > 1:
+            raise _invalid(chosen[1], f"cannot be combined with {chosen[0]}: a request uses one protocol")
+        protocol = PROTOCOLS[chosen[0]] if chosen else "text"
+        if protocol == "custom" and "prompt" in attrs:
+            raise _invalid("prompt", "cannot be combined with messages: put the prompt in a user message")
+        if protocol in ("text", "vision", "video") and "prompt" not in attrs:
+            raise _invalid("prompt", "This field is required.")
+        if protocol != "custom":
+            for name in CUSTOM_ONLY_FIELDS:
+                if name in attrs:
+                    raise _invalid(name, "is only accepted with messages (the custom protocol)")
+        if attrs["sync"]:
+            for param, url in media_urls(attrs):
+                if is_inline(url):
+                    raise _invalid(param, "inline base64 media is accepted in async mode only; send a URL")
+        attrs["protocol"] = protocol
         return attrs
+
+
+def _invalid(param: str, message: str) -> serializers.ValidationError:
+    return serializers.ValidationError({param: [message]})
+
+
+def media_urls(attrs: dict[str, Any]) -> list[tuple[str, str]]:
+    """(param path, URL) of every media item in a validated request."""
+    found = [(f"image_urls[{i}]", url) for i, url in enumerate(attrs.get("image_urls", []))]
+    found += [(f"video_urls[{i}]", url) for i, url in enumerate(attrs.get("video_urls", []))]
+    if "audio_url" in attrs:
+        found.append(("audio_url", attrs["audio_url"]))
+    for m, message in enumerate(attrs.get("messages", [])):
+        if isinstance(message["content"], list):
+            for p, part in enumerate(message["content"]):
+                if part["type"] != "text":
+                    found.append(
+                        (f"messages[{m}].content[{p}].{part['type']}.url", part[part["type"]]["url"])
+                    )
+    return found
 
 
 def messages_from(validated: dict[str, Any]) -> list[dict[str, Any]]:
@@ -106,10 +310,16 @@ def messages_from(validated: dict[str, Any]) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     if validated.get("system_prompt"):
         messages.append({"role": "system", "content": validated["system_prompt"]})
-    if validated["protocol"] == "vision":
-        parts: list[dict[str, Any]] = [{"type": "text", "text": validated["prompt"]}]
+    protocol = validated["protocol"]
+    if protocol == "custom":
+        return messages + [dict(message) for message in validated["messages"]]
+    if protocol == "text":
+        return [*messages, {"role": "user", "content": validated["prompt"]}]
+    parts: list[dict[str, Any]] = [{"type": "text", "text": validated.get("prompt") or DEFAULT_AUDIO_PROMPT}]
+    if protocol == "vision":
         parts += [{"type": "image_url", "image_url": {"url": url}} for url in validated["image_urls"]]
-        messages.append({"role": "user", "content": parts})
+    elif protocol == "video":
+        parts += [{"type": "video_url", "video_url": {"url": url}} for url in validated["video_urls"]]
     else:
-        messages.append({"role": "user", "content": validated["prompt"]})
-    return messages
+        parts.append({"type": "audio_url", "audio_url": {"url": validated["audio_url"]}})
+    return [*messages, {"role": "user", "content": parts}]

@@ -11,28 +11,31 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from foxgate.errors import InvalidParam, ServiceUnavailable
+from foxgate.errors import InvalidParam, PermissionDenied, ServiceUnavailable
+from tasks.events import task_notify
+from tasks.model_rules import default_capabilities, rules_check
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
 from tasks.relays import RELAYS, Upstream, UpstreamError, UpstreamRequest, http_client, run_async
 from tasks.routing import channel_pick, channels_serving
+from tasks.selectors import is_disabled, model_rules
 from tasks.serializers import messages_from
-from tenants.models import ApiKey
+from tenants.models import ApiKey, ModelRuleOverride
 from tenants.services import credits_hold, credits_settle
 
 logger = logging.getLogger(__name__)
 
+PASS_THROUGH = ("top_p", "stop")  # sent to the upstream exactly as the caller gave them
 # A rough, deliberately generous input estimate for the credit hold; the charge uses reported usage.
 CHARS_PER_TOKEN = 3
 TOKENS_PER_IMAGE = 1_500
 
 
 def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Task:
-    """Admit a validated request: resolve its model and price, hold credits, insert the task, enqueue it."""
-    model = Model.objects.filter(name=validated["model"], enabled=True).first()
-    if model is None:
-        raise InvalidParam(
-            f"Model {validated['model']!r} does not exist.", code="model_not_found", param="model"
-        )
+    """Admit a validated request: resolve its model and price, apply the model's rules, hold credits,
+    insert the task and enqueue it. Nothing is written unless all of that succeeds."""
+    tenant = api_key.tenant
+    overrides = list(ModelRuleOverride.objects.for_tenant(tenant))
+    model = model_resolve(name=validated["model"], overrides=overrides)
     price = model.current_price()
     if price is None:
         raise InvalidParam(
@@ -40,35 +43,51 @@ def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Task:
             code="model_not_found",
             param="model",
         )
+    rules = model_rules(model=model, overrides=overrides)
+    request = {
+        "messages": messages_from(validated),
+        "max_tokens": validated.get("max_tokens"),
+        "temperature": validated.get("temperature"),
+        "reasoning": validated.get("reasoning"),
+        "top_p": validated.get("top_p"),
+        "stop": validated.get("stop"),
+    }
+    request |= rules_check(model.name, rules, request)
     if not channels_serving(model):
         raise ServiceUnavailable(f"No channel can serve model {model.name!r} right now.")
 
-    messages = messages_from(validated)
-    max_tokens = validated.get("max_tokens")
-    worst_case_output = max_tokens or model.output_cap
-    reserved = price.cost(input_tokens=estimate_input_tokens(messages), output_tokens=worst_case_output)
+    worst_case_output = request["max_tokens"] or rules.max_output_tokens or model.output_cap
+    reserved = price.cost(
+        input_tokens=estimate_input_tokens(request["messages"]), output_tokens=worst_case_output
+    )
     with transaction.atomic():
         task = Task.objects.create(
-            tenant=api_key.tenant,
+            tenant=tenant,
             api_key=api_key,
             model=validated["model"],
             catalog_model=model,
             price=price,
             protocol=validated["protocol"],
-            request={
-                "messages": messages,
-                "max_tokens": max_tokens,
-                "temperature": validated.get("temperature"),
-                "reasoning": validated.get("reasoning"),
-            },
+            request=request,
             stream=validated["stream"],
             sync=validated["sync"],
-            user_group=api_key.tenant.group,
+            user_group=tenant.group,
             credits_reserved=reserved,
         )
         credits_hold(task=task)
         transaction.on_commit(lambda: async_task("tasks.jobs.task_run", task.id, task_name=task.id))
     return task
+
+
+def model_resolve(*, name: str, overrides: list[ModelRuleOverride]) -> Model:
+    model = Model.objects.filter(name=name, enabled=True).first()
+    if model is None:
+        raise InvalidParam(f"Model {name!r} does not exist.", code="model_not_found", param="model")
+    if is_disabled(name, overrides):
+        raise PermissionDenied(
+            f"Model {name!r} is disabled for your organization.", code="model_not_allowed", param="model"
+        )
+    return model
 
 
 def estimate_input_tokens(messages: list[dict[str, Any]]) -> int:
@@ -125,6 +144,7 @@ def upstream_request(task: Task) -> UpstreamRequest:
         max_tokens=request.get("max_tokens"),
         temperature=request.get("temperature"),
         reasoning=request.get("reasoning"),
+        extra={name: request[name] for name in PASS_THROUGH if request.get(name) is not None},
     )
 
 
@@ -158,6 +178,7 @@ def task_complete(*, task: Task, completion: dict[str, Any]) -> None:
         task.result = completion
         task.finished_at = timezone.now()
         task.save()
+        task_notify(task.id)
 
 
 def task_fail(*, task: Task, code: str, message: str) -> None:
@@ -172,13 +193,28 @@ def task_fail(*, task: Task, code: str, message: str) -> None:
         task.error_message = message
         task.finished_at = timezone.now()
         task.save()
+        task_notify(task.id)
 
 
-def price_set(*, model_name: str, input_per_million: Decimal, output_per_million: Decimal) -> Price:
+def model_get_or_create(*, name: str) -> Model:
+    """The catalog entry for a model name; a new one takes the capabilities its family is known for."""
+    model, _ = Model.objects.get_or_create(name=name, defaults={"capabilities": default_capabilities(name)})
+    return model
+
+
+def price_set(
+    *,
+    model_name: str,
+    input_per_million: Decimal,
+    output_per_million: Decimal,
+    capabilities: list[str] | None = None,
+) -> Price:
     """Append a new price version for the model, creating the catalog entry if it is new."""
     with transaction.atomic():
-        model, _ = Model.objects.get_or_create(name=model_name, defaults={"capabilities": ["text", "vision"]})
-        model = Model.objects.select_for_update().get(pk=model.pk)
+        model = Model.objects.select_for_update().get(pk=model_get_or_create(name=model_name).pk)
+        if capabilities is not None:
+            model.capabilities = capabilities
+            model.save(update_fields=["capabilities"])
         latest = model.current_price()
         return Price.objects.create(
             model=model,

@@ -1,8 +1,15 @@
-from django.urls import path
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView
 
 from tasks import views
 
 urlpatterns = [
     path("llm/generations", views.GenerationCreateApi.as_view(), name="generation-create"),
     path("tasks/<str:task_id>", views.TaskDetailApi.as_view(), name="task-detail"),
+    path("configs/llm_generations_models", views.GenerationModelListApi.as_view(), name="generation-models"),
+    path("models", views.ModelListApi.as_view(), name="models"),
+    path("account/credits", views.AccountCreditsApi.as_view(), name="account-credits"),
+    path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
+    path("docs", SpectacularRedocView.as_view(url_name="openapi"), name="api-docs"),
+    re_path(r"^.*$", views.RouteNotFoundApi.as_view()),
 ]

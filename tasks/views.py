@@ -1,20 +1,144 @@
+"""The public API: one view per operation. Views validate, call a service or selector, and answer;
+every failure is raised and turned into the error envelope by foxgate.errors."""
+
+from adrf.views import APIView as AsyncAPIView
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tasks.selectors import task_as_api, task_get
+from foxgate.errors import InvalidParam, NotFound, StillRunning, TaskFailed
+from tasks import schema
+from tasks.models import Task
+from tasks.selectors import models_available, task_as_api, task_get, task_wait
 from tasks.serializers import GenerationRequestSerializer
 from tasks.services import task_submit
+from tenants.selectors import credits_summary
+
+ERRORS = {
+    status: OpenApiResponse(schema.ErrorSchema, description=description)
+    for status, description in {
+        400: "invalid_json, unsupported_content_type",
+        401: "missing_api_key, invalid_api_key, expired_api_key",
+        402: "insufficient_balance, budget_exceeded",
+        403: "model_not_allowed, ip_not_allowed, tenant_suspended",
+        404: "task_not_found",
+        413: "request_too_large",
+        422: "invalid_param, model_not_found, model_rule_violation, invalid_image_url",
+        429: "rate_limit_exceeded, concurrency_limit_exceeded, token_limit_exceeded",
+        500: "internal_error (the message carries the request id)",
+        502: "sync mode: the upstream failed (upstream_error, upstream_rejected, content_filtered)",
+        503: "no_available_channel, all_platforms_exhausted",
+        504: "sync mode: upstream_timeout, or task_still_running when the wait ran out",
+    }.items()
+}
 
 
-class GenerationCreateApi(APIView):
-    def post(self, request: Request) -> Response:
+def errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    return {status: ERRORS[status] for status in statuses}
+
+
+class GenerationCreateApi(AsyncAPIView):
+    @extend_schema(
+        operation_id="generation_create",
+        summary="Submit a generation",
+        description="Async mode answers the task object at once; sync mode waits and answers the bare "
+        "ChatCompletion, with the task id in X-Task-Id.",
+        request=GenerationRequestSerializer,
+        responses={
+            200: OpenApiResponse(
+                schema.TaskSchema, description="The task (async) or a ChatCompletion (sync)"
+            ),
+            **errors(400, 401, 402, 403, 413, 422, 429, 500, 502, 503, 504),
+        },
+    )
+    async def post(self, request: Request) -> Response:
         serializer = GenerationRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        task = task_submit(api_key=request.user, validated=serializer.validated_data)
-        return Response(task_as_api(task), headers={"X-Task-Id": task.id})
+        if serializer.validated_data["sync"] and serializer.validated_data["stream"]:
+            raise InvalidParam("sync streaming is not available yet; use stream without sync", param="stream")
+        task = await sync_to_async(task_submit)(api_key=request.user, validated=serializer.validated_data)
+        headers = {"X-Task-Id": task.id}
+        if not task.sync:
+            return Response(task_as_api(task), headers=headers)
+        # The task runs in the worker cluster whatever happens here: if this client goes away, the
+        # wait is cancelled and the result stays available from GET /v1/tasks/{id}.
+        task = await task_wait(task_id=task.id, timeout=settings.SYNC_WAIT_SECONDS)
+        if task.status == Task.Status.COMPLETED:
+            return Response(task.result, headers=headers)
+        error = (
+            TaskFailed(task.error_code, task.error_message)
+            if task.status == Task.Status.FAILED
+            else StillRunning(
+                f"The task is still running after {settings.SYNC_WAIT_SECONDS:g}s; "
+                f"poll GET /v1/tasks/{task.id} for its result."
+            )
+        )
+        response = self.handle_exception(error)
+        response["X-Task-Id"] = task.id
+        return response
 
 
 class TaskDetailApi(APIView):
+    @extend_schema(
+        operation_id="task_get",
+        summary="Get a task",
+        responses={200: schema.TaskSchema, **errors(401, 404, 500)},
+    )
     def get(self, request: Request, task_id: str) -> Response:
         return Response(task_as_api(task_get(tenant=request.auth, task_id=task_id)))
+
+
+class GenerationModelListApi(APIView):
+    @extend_schema(
+        operation_id="generation_models",
+        summary="Models this key may use, with capabilities",
+        responses={200: schema.ModelListSchema, **errors(401, 500)},
+    )
+    def get(self, request: Request) -> Response:
+        models = [
+            {
+                "id": model.name,
+                "object": "model",
+                "created": int(model.created_at.timestamp()),
+                "owned_by": "foxgate",
+                "capabilities": rules.capabilities,
+            }
+            for model, rules in models_available(tenant=request.auth)
+        ]
+        return Response({"object": "list", "data": models})
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="models_list",
+        summary="Models this key may use, in OpenAI's list format",
+        responses={200: schema.ModelListSchema, **errors(401, 500)},
+    )
+)
+class ModelListApi(GenerationModelListApi):
+    """The same set under OpenAI's path, for clients that call `GET /v1/models`."""
+
+
+class AccountCreditsApi(APIView):
+    @extend_schema(
+        operation_id="account_credits",
+        summary="Balance, holds and this period's spend of the key's tenant and of the key",
+        responses={200: schema.CreditsSchema, **errors(401, 500)},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(credits_summary(api_key=request.user))
+
+
+class RouteNotFoundApi(APIView):
+    """Any other path under /v1/: a 404 in the error envelope, whatever the method or key."""
+
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+    schema = None
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        raise NotFound(f"There is no route {request.method} {request.path}.")

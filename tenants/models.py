@@ -1,3 +1,4 @@
+import fnmatch
 import hashlib
 import hmac
 import secrets
@@ -5,6 +6,7 @@ import string
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -149,3 +151,51 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} ({self.tenant_id})"
+
+
+class ModelRuleOverride(models.Model):
+    """A tenant's own, stricter rules for a model (or a family, with * and ? wildcards).
+
+    Overrides only tighten the model's intrinsic rules (tasks/model_rules.py): a cap above the
+    model's own changes nothing, and a reasoning setting the model cannot honour is refused here.
+    """
+
+    class Reasoning(models.TextChoices):
+        INHERIT = "", "as the model does"
+        FORCE = "required", "always on"
+        FORBID = "refused", "always off"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="model_rule_overrides")
+    model_pattern = models.CharField(max_length=200, help_text="A model name, or a family such as gpt-4o*.")
+    disabled = models.BooleanField(default=False, help_text="The tenant may not use matching models at all.")
+    max_images = models.PositiveSmallIntegerField(null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    reasoning = models.CharField(
+        max_length=16, choices=Reasoning.choices, blank=True, default=Reasoning.INHERIT
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "model_pattern"], name="override_once_per_tenant_pattern"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} · {self.model_pattern}"
+
+    def matches(self, model_name: str) -> bool:
+        return fnmatch.fnmatchcase(model_name.lower(), self.model_pattern.lower())
+
+    def clean(self) -> None:
+        from tasks.model_rules import rules_for
+
+        intrinsic = rules_for(self.model_pattern).reasoning
+        if self.reasoning and intrinsic != "optional" and intrinsic != self.reasoning:
+            message = (
+                f"{self.model_pattern} has reasoning {intrinsic} by nature; an override cannot change it"
+            )
+            raise ValidationError({"reasoning": message})

@@ -2,6 +2,7 @@ import socket
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 from django.db import connection
 from psycopg.conninfo import make_conninfo
@@ -89,3 +90,29 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     ).start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def stack_api(stack, transactional_db):
+    """An HTTP client of the running stack, with a key of a tenant holding 10 credits, and
+    `fake-model` (every capability) served by the stack's fake provider, whose record is emptied."""
+    tenant = tenant_create(slug="e2e", credits=Decimal(10))
+    price_set(
+        model_name="fake-model",
+        input_per_million=Decimal(1),
+        output_per_million=Decimal(2),
+        capabilities=["text", "vision", "video", "audio"],
+    )
+    channel_add(
+        name="fake",
+        provider="openai",
+        base_url=f"{stack.fake_url}/v1",
+        api_key="",
+        model_names=["fake-model"],
+    )
+    httpx.post(f"{stack.fake_url}/_fake/reset")
+    httpx.delete(f"{stack.fake_url}/_fake/requests")
+    secret = apikey_issue(tenant=tenant).secret
+    headers = {"Authorization": f"Bearer {secret}"}
+    with httpx.Client(base_url=stack.web_url, headers=headers, timeout=30) as client:
+        yield client

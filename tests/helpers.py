@@ -1,5 +1,7 @@
+import time
 from io import StringIO
 
+import httpx
 from django.core.management import call_command
 
 
@@ -8,3 +10,18 @@ def run_command(*args: str) -> str:
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
+
+
+def upstream_requests(stack) -> list[dict]:
+    """The chat completion requests the stack's fake provider has received."""
+    received = httpx.get(f"{stack.fake_url}/_fake/requests").json()
+    return [r for r in received if r["path"] == "/v1/chat/completions"]
+
+
+def poll_until_finished(client: httpx.Client, task_id: str, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        task = client.get(f"/v1/tasks/{task_id}").json()
+        if task["status"] in ("completed", "failed") or time.monotonic() > deadline:
+            return task
+        time.sleep(0.05)

@@ -31,7 +31,7 @@ def client(fake: FakeOpenAI) -> Iterator[openai.OpenAI]:
         yield sdk
 
 
-def test_completion_with_text_and_image(client: openai.OpenAI, fake: FakeOpenAI) -> None:
+def test_completion_with_text_and_image(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(
         model="gpt-4o-mini",
         messages=[

@@ -26,7 +26,8 @@ SYSTEM_FINGERPRINT = "fp_fake0penai"
 IMAGE_TOKENS = 85  # what OpenAI bills for a low-detail image
 ROLES = ("system", "developer", "user", "assistant", "tool")
 # video_url is not OpenAI's but vLLM's; gateways put it in the same OpenAI-dialect requests.
-PART_TYPES = ("text", "image_url", "input_audio", "file", "video_url")
+# OpenAI's own part types, plus the URL parts vLLM and OpenRouter take for video, audio and files.
+PART_TYPES = ("text", "image_url", "input_audio", "file", "video_url", "audio_url", "file_url")
 AUDIO_FORMATS = ("wav", "mp3")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 DATA_URI = re.compile(r"data:[^,;/]+/[^,;]+(;[^,]*)?,")
@@ -303,7 +304,7 @@ def _validate_part(part: Any, role: str, param: str) -> None:
     match kind:
         case "text":
             _required(part, "text", param, "a string")
-        case "image_url" | "video_url":
+        case "image_url" | "video_url" | "audio_url" | "file_url":
             media = _required(part, kind, param, "an object")
             url = _required(media, "url", f"{param}.{kind}", "a string")
             target = urlsplit(url)

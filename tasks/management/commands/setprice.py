@@ -1,6 +1,7 @@
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from foxgate.cli import parse_credits
+from tasks.models import Model
 from tasks.services import price_set
 
 
@@ -11,11 +12,25 @@ class Command(BaseCommand):
         parser.add_argument("model")
         parser.add_argument("--input", required=True, help="credits per million input tokens")
         parser.add_argument("--output", required=True, help="credits per million output tokens")
+        parser.add_argument(
+            "--capabilities",
+            help=f"comma-separated, of {','.join(Model.Capability.values)} "
+            "(default: what the model's family takes)",
+        )
 
-    def handle(self, *args, model: str, input: str, output: str, **options) -> None:
+    def handle(self, *args, model: str, input: str, output: str, capabilities: str | None, **options) -> None:
+        wanted = None
+        if capabilities is not None:
+            wanted = [c.strip() for c in capabilities.split(",") if c.strip()]
+            unknown = sorted(set(wanted) - set(Model.Capability.values))
+            if unknown or "text" not in wanted:
+                raise CommandError(
+                    f"--capabilities must include text and name only {', '.join(Model.Capability.values)}"
+                )
         price = price_set(
             model_name=model,
             input_per_million=parse_credits(input, "--input"),
             output_per_million=parse_credits(output, "--output"),
+            capabilities=wanted,
         )
         self.stdout.write(f"{model}: price version {price.version}")

@@ -1,0 +1,166 @@
+"""Model-intrinsic rules: what a model can take, matched by its name or family.
+
+These are facts about models (Claude takes temperature up to 1, o-series models only run at temperature
+1, DeepSeek's reasoner always reasons), not policy. A tenant's ModelRuleOverride rows can only tighten
+them (tenants/models.py). A request that breaks a rule is refused before it costs anything, with a
+422 `model_rule_violation` naming the rule and its limit.
+"""
+
+import fnmatch
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from foxgate.errors import InvalidParam
+
+Reasoning = Literal["optional", "required", "refused"]
+
+
+@dataclass(frozen=True)
+class ModelRules:
+    max_images: int = 10
+    video: bool = False
+    audio: bool = False
+    requires_max_tokens: bool = False
+    max_output_tokens: int | None = None
+    reasoning: Reasoning = "optional"
+    temperature_max: float = 2.0
+    fixed_temperature: float | None = None  # the only temperature the model runs at
+
+    @property
+    def capabilities(self) -> list[str]:
+        flags = {"text": True, "vision": self.max_images > 0, "video": self.video, "audio": self.audio}
+        return [name for name, present in flags.items() if present]
+
+    def tightened(
+        self,
+        *,
+        capabilities: list[str] | None = None,
+        max_images: int | None = None,
+        max_output_tokens: int | None = None,
+        reasoning: Reasoning | None = None,
+    ) -> "ModelRules":
+        """These rules narrowed by the catalog or a tenant's override; never loosened."""
+        rules = self
+        if capabilities is not None:
+            rules = replace(
+                rules,
+                max_images=rules.max_images if "vision" in capabilities else 0,
+                video=rules.video and "video" in capabilities,
+                audio=rules.audio and "audio" in capabilities,
+            )
+        if max_images is not None:
+            rules = replace(rules, max_images=min(rules.max_images, max_images))
+        if max_output_tokens is not None:
+            cap = min(rules.max_output_tokens or max_output_tokens, max_output_tokens)
+            rules = replace(rules, max_output_tokens=cap)
+        if reasoning is not None and reasoning != "optional" and rules.reasoning == "optional":
+            rules = replace(rules, reasoning=reasoning)
+        return rules
+
+
+# First match wins: put specific names before their families.
+INTRINSIC_RULES: list[tuple[str, ModelRules]] = [
+    ("deepseek-reasoner", ModelRules(max_images=0, reasoning="required", max_output_tokens=65_536)),
+    ("deepseek-*", ModelRules(max_images=0, reasoning="refused", max_output_tokens=8_192)),
+    ("o1*", ModelRules(reasoning="required", fixed_temperature=1.0, max_output_tokens=100_000)),
+    ("o3*", ModelRules(reasoning="required", fixed_temperature=1.0, max_output_tokens=100_000)),
+    ("o4*", ModelRules(reasoning="required", fixed_temperature=1.0, max_output_tokens=100_000)),
+    ("gpt-5*", ModelRules(fixed_temperature=1.0, max_output_tokens=128_000)),
+    (
+        "gpt-4-vision-preview",
+        ModelRules(requires_max_tokens=True, max_output_tokens=4_096, reasoning="refused"),
+    ),
+    ("gpt-4o-audio*", ModelRules(max_images=0, audio=True, reasoning="refused", max_output_tokens=16_384)),
+    ("gpt-4o*", ModelRules(reasoning="refused", max_output_tokens=16_384)),
+    ("gpt-4.1*", ModelRules(reasoning="refused", max_output_tokens=32_768)),
+    ("gpt-3.5*", ModelRules(max_images=0, reasoning="refused", max_output_tokens=4_096)),
+    ("claude-*haiku*", ModelRules(temperature_max=1.0, max_output_tokens=8_192)),
+    ("claude-*opus*", ModelRules(temperature_max=1.0, max_output_tokens=32_000)),
+    ("claude-*", ModelRules(temperature_max=1.0, max_output_tokens=64_000)),
+    ("gemini-*", ModelRules(video=True, audio=True, max_output_tokens=65_536)),
+    ("*thinking*", ModelRules(reasoning="required")),
+]
+# A model of no known family is constrained only by its catalog entry, which the operator sets.
+DEFAULT_RULES = ModelRules(video=True, audio=True)
+DEFAULT_CAPABILITIES = ["text", "vision"]
+
+
+def rules_for(model_name: str) -> ModelRules:
+    name = model_name.lower()
+    return next(
+        (rules for pattern, rules in INTRINSIC_RULES if fnmatch.fnmatchcase(name, pattern)), DEFAULT_RULES
+    )
+
+
+def default_capabilities(model_name: str) -> list[str]:
+    """What a new catalog entry says the model takes: its family's capabilities, or text and images."""
+    rules = rules_for(model_name)
+    return DEFAULT_CAPABILITIES if rules is DEFAULT_RULES else rules.capabilities
+
+
+def violation(model: str, rule: str, message: str, param: str) -> InvalidParam:
+    return InvalidParam(f"{model}: {message} (rule: {rule})", code="model_rule_violation", param=param)
+
+
+def rules_check(model: str, rules: ModelRules, request: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a request that breaks a rule; return the parameters the rules settle (reasoning on or off)."""
+    images, videos, audios = _media_counts(request["messages"])
+    if images > rules.max_images:
+        limit = (
+            "does not take images" if rules.max_images == 0 else f"takes at most {rules.max_images} images"
+        )
+        raise violation(model, "max_images", f"{limit}; this request has {images}", "image_urls")
+    if videos and not rules.video:
+        raise violation(model, "video", "does not take video", "video_urls")
+    if audios and not rules.audio:
+        raise violation(model, "audio", "does not take audio", "audio_url")
+
+    max_tokens = request.get("max_tokens")
+    if max_tokens is None and rules.requires_max_tokens:
+        raise violation(model, "requires_max_tokens", "needs max_tokens to be set", "max_tokens")
+    if (
+        max_tokens is not None
+        and rules.max_output_tokens is not None
+        and max_tokens > rules.max_output_tokens
+    ):
+        raise violation(
+            model,
+            "max_output_tokens",
+            f"max_tokens {max_tokens} exceeds the output cap of {rules.max_output_tokens}",
+            "max_tokens",
+        )
+
+    temperature = request.get("temperature")
+    if temperature is not None:
+        if rules.fixed_temperature is not None and temperature != rules.fixed_temperature:
+            raise violation(
+                model,
+                "fixed_temperature",
+                f"only runs at temperature {rules.fixed_temperature:g}",
+                "temperature",
+            )
+        if temperature > rules.temperature_max:
+            raise violation(
+                model, "temperature_max", f"takes temperature up to {rules.temperature_max:g}", "temperature"
+            )
+
+    reasoning = request.get("reasoning")
+    if rules.reasoning == "required":
+        if reasoning is False:
+            raise violation(
+                model, "reasoning_required", "always reasons; reasoning cannot be false", "reasoning"
+            )
+        reasoning = True
+    elif rules.reasoning == "refused" and reasoning is True:
+        raise violation(model, "reasoning_refused", "does not support reasoning", "reasoning")
+    return {"reasoning": reasoning}
+
+
+def _media_counts(messages: list[dict[str, Any]]) -> tuple[int, int, int]:
+    kinds = [
+        part["type"]
+        for message in messages
+        if isinstance(message["content"], list)
+        for part in message["content"]
+    ]
+    return kinds.count("image_url"), kinds.count("video_url"), kinds.count("audio_url")
