@@ -116,3 +116,19 @@ def stack_api(stack, transactional_db):
     headers = {"Authorization": f"Bearer {secret}"}
     with httpx.Client(base_url=stack.web_url, headers=headers, timeout=30) as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+def every_result_is_a_chat_completion(request):
+    """After each test that used the database, every completed task's result must be a ChatCompletion
+    that the official openai package accepts: the API promises OpenAI's shape whatever the provider."""
+    yield
+    if "_django_db_helper" not in request.fixturenames:
+        return
+    from openai.types.chat import ChatCompletion
+
+    from tasks.models import Task
+
+    with request.getfixturevalue("django_db_blocker").unblock():
+        for result in Task.objects.filter(status=Task.Status.COMPLETED).values_list("result", flat=True):
+            ChatCompletion.model_validate(result)
