@@ -23,6 +23,13 @@ class LimitedJSONParser(JSONParser):
         if len(body) > limit:
             raise RequestTooLarge(limit)
         try:
-            return json.loads(body)
+            return json.loads(body, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidRequest("The request body is not valid JSON: it nests too deeply.") from None
+
+
+def _reject_constant(name: str) -> None:
+    # Python's json accepts NaN and Infinity; JSON does not, and no field here can take them.
+    raise ValueError(f"{name} is not a JSON value")

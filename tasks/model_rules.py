@@ -102,18 +102,32 @@ def violation(model: str, rule: str, message: str, param: str) -> InvalidParam:
     return InvalidParam(f"{model}: {message} (rule: {rule})", code="model_rule_violation", param=param)
 
 
-def rules_check(model: str, rules: ModelRules, request: dict[str, Any]) -> dict[str, Any]:
-    """Refuse a request that breaks a rule; return the parameters the rules settle (reasoning on or off)."""
-    images, videos, audios = _media_counts(request["messages"])
+MEDIA_FIELDS = {"image_url": "image_urls", "video_url": "video_urls", "audio_url": "audio_url"}
+
+
+def rules_check(model: str, rules: ModelRules, request: dict[str, Any], *, protocol: str) -> dict[str, Any]:
+    """Refuse a request that breaks a rule; return the parameters the rules settle (reasoning on or off).
+
+    A media violation names the field the caller sent: `image_urls`, or for the custom protocol the
+    path of the first part the model cannot take (`messages[2].content[1]`)."""
+    parts = _media_parts(request["messages"])
+
+    def media_param(kind: str, allowed: int) -> str:
+        if protocol != "custom":
+            return MEDIA_FIELDS[kind]
+        return [path for part_kind, path in parts if part_kind == kind][allowed]
+
+    images = sum(kind == "image_url" for kind, _ in parts)
     if images > rules.max_images:
         limit = (
             "does not take images" if rules.max_images == 0 else f"takes at most {rules.max_images} images"
         )
-        raise violation(model, "max_images", f"{limit}; this request has {images}", "image_urls")
-    if videos and not rules.video:
-        raise violation(model, "video", "does not take video", "video_urls")
-    if audios and not rules.audio:
-        raise violation(model, "audio", "does not take audio", "audio_url")
+        param = media_param("image_url", rules.max_images)
+        raise violation(model, "max_images", f"{limit}; this request has {images}", param)
+    if any(kind == "video_url" for kind, _ in parts) and not rules.video:
+        raise violation(model, "video", "does not take video", media_param("video_url", 0))
+    if any(kind == "audio_url" for kind, _ in parts) and not rules.audio:
+        raise violation(model, "audio", "does not take audio", media_param("audio_url", 0))
 
     max_tokens = request.get("max_tokens")
     if max_tokens is None and rules.requires_max_tokens:
@@ -156,11 +170,12 @@ def rules_check(model: str, rules: ModelRules, request: dict[str, Any]) -> dict[
     return {"reasoning": reasoning}
 
 
-def _media_counts(messages: list[dict[str, Any]]) -> tuple[int, int, int]:
-    kinds = [
-        part["type"]
-        for message in messages
+def _media_parts(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(type, path) of every media part, in order."""
+    return [
+        (part["type"], f"messages[{m}].content[{p}]")
+        for m, message in enumerate(messages)
         if isinstance(message["content"], list)
-        for part in message["content"]
+        for p, part in enumerate(message["content"])
+        if part["type"] in MEDIA_FIELDS
     ]
-    return kinds.count("image_url"), kinds.count("video_url"), kinds.count("audio_url")

@@ -6,8 +6,11 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 PROMPT_MAX = 100_000
 SYSTEM_PROMPT_MAX = 10_000
@@ -17,7 +20,10 @@ STOP_SEQUENCES_MAX = 4
 VIDEO_EXTENSIONS = (".mp4", ".mpeg", ".mpg", ".mov", ".webm")
 VIDEO_PAGE_HOSTS = ("youtube.com", "www.youtube.com", "youtu.be")  # pages Gemini takes in place of a file
 DEFAULT_AUDIO_PROMPT = "Transcribe this audio."
-ROLES = ("system", "developer", "user", "assistant", "tool")
+# No "tool": FoxAPI has no tool definitions, so there are no tool calls for a tool message to answer.
+ROLES = ("system", "developer", "user", "assistant")
+MAX_TOKENS_LIMIT = 1_000_000  # above any model's output; keeps credit arithmetic in range
+IMAGE_DETAILS = ("auto", "low", "high")
 PART_TYPES = ("text", "image_url", "video_url", "audio_url", "file_url")
 PROTOCOL_FIELDS = ("messages", "audio_url", "video_urls", "image_urls")  # the field that picks each protocol
 PROTOCOLS = {"messages": "custom", "audio_url": "audio", "video_urls": "video", "image_urls": "vision"}
@@ -25,6 +31,19 @@ CUSTOM_ONLY_FIELDS = ("top_p", "stop")
 _DATA_URI = re.compile(
     r"^data:(?P<kind>[a-z]+)/(?P<subtype>[a-z0-9.+-]+);base64,(?P<payload>.*)$", re.I | re.S
 )
+
+
+_TEXT_VALIDATORS = (ProhibitNullCharactersValidator(), ProhibitSurrogateCharactersValidator())
+
+
+def checked_text(value: str) -> str:
+    """Refuse text PostgreSQL cannot store (NUL, lone surrogates), as CharField does for its own values."""
+    for validator in _TEXT_VALIDATORS:
+        try:
+            validator(value)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.messages) from None
+    return value
 
 
 def is_inline(url: str) -> bool:
@@ -141,7 +160,7 @@ class ContentField(serializers.Field):
 
     def to_internal_value(self, data: Any) -> str | list[dict[str, Any]]:
         if isinstance(data, str):
-            return data
+            return checked_text(data)
         if not isinstance(data, list) or not data:
             raise serializers.ValidationError("must be a string or a non-empty array of content parts")
         errors: dict[int, Any] = {}
@@ -168,16 +187,26 @@ class ContentField(serializers.Field):
             text = part.get("text")
             if not isinstance(text, str):
                 raise serializers.ValidationError({"text": ["must be a string"]})
-            return {"type": "text", "text": text}
+            try:
+                return {"type": "text", "text": checked_text(text)}
+            except serializers.ValidationError as error:
+                raise serializers.ValidationError({"text": error.detail}) from None
         media = part.get(kind)
         if not isinstance(media, dict) or "url" not in media:
             raise serializers.ValidationError({kind: ['must be an object {"url": "..."}']})
-        field = part_url_field(kind)
+        allowed = {"url", "detail"} if kind == "image_url" else {"url"}
+        unknown = sorted(set(media) - allowed)
+        if unknown:
+            raise serializers.ValidationError({kind: {unknown[0]: ["is not a known field"]}})
+        if "detail" in media and media["detail"] not in IMAGE_DETAILS:
+            raise serializers.ValidationError(
+                {kind: {"detail": [f"must be one of {', '.join(IMAGE_DETAILS)}"]}}
+            )
         try:
-            url = field.run_validation(media["url"])
+            url = part_url_field(kind).run_validation(media["url"])
         except serializers.ValidationError as error:
             raise serializers.ValidationError({kind: {"url": error.detail}}) from None
-        return {"type": kind, kind: {"url": url}}
+        return {"type": kind, kind: {**media, "url": url}}
 
 
 def part_url_field(kind: str) -> serializers.Field:
@@ -215,13 +244,13 @@ class MessageSerializer(serializers.Serializer):
 class StopField(serializers.Field):
     def to_internal_value(self, data: Any) -> str | list[str]:
         if isinstance(data, str):
-            return data
+            return checked_text(data)
         if (
             isinstance(data, list)
             and 0 < len(data) <= STOP_SEQUENCES_MAX
             and all(isinstance(s, str) for s in data)
         ):
-            return data
+            return [checked_text(sequence) for sequence in data]
         raise serializers.ValidationError(
             f"must be a string or an array of 1 to {STOP_SEQUENCES_MAX} strings"
         )
@@ -248,7 +277,7 @@ class GenerationRequestSerializer(serializers.Serializer):
     messages = StrictListField(
         child=MessageSerializer(), min_length=1, max_length=MESSAGES_MAX, required=False
     )
-    max_tokens = StrictIntegerField(min_value=1, required=False, allow_null=True)
+    max_tokens = StrictIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True)
     temperature = StrictFloatField(min_value=0, max_value=2, required=False, allow_null=True)
     top_p = StrictFloatField(min_value=0, max_value=1, required=False, allow_null=True)
     stop = StopField(required=False, allow_null=True)
@@ -269,8 +298,14 @@ class GenerationRequestSerializer(serializers.Serializer):
         if len(chosen) > 1:
             raise _invalid(chosen[1], f"cannot be combined with {chosen[0]}: a request uses one protocol")
         protocol = PROTOCOLS[chosen[0]] if chosen else "text"
-        if protocol == "custom" and "prompt" in attrs:
-            raise _invalid("prompt", "cannot be combined with messages: put the prompt in a user message")
+        if protocol == "custom":
+            # messages are sent exactly as given, so every error path into them is the caller's own
+            if "prompt" in attrs:
+                raise _invalid("prompt", "cannot be combined with messages: put the prompt in a user message")
+            if attrs.get("system_prompt"):
+                raise _invalid(
+                    "system_prompt", "cannot be combined with messages: put it in a system message"
+                )
         if protocol in ("text", "vision", "video") and "prompt" not in attrs:
             raise _invalid("prompt", "This field is required.")
         if protocol != "custom":
@@ -307,12 +342,12 @@ def media_urls(attrs: dict[str, Any]) -> list[tuple[str, str]]:
 
 def messages_from(validated: dict[str, Any]) -> list[dict[str, Any]]:
     """The OpenAI chat `messages` a validated request stands for: system prompt first."""
+    protocol = validated["protocol"]
+    if protocol == "custom":
+        return [dict(message) for message in validated["messages"]]
     messages: list[dict[str, Any]] = []
     if validated.get("system_prompt"):
         messages.append({"role": "system", "content": validated["system_prompt"]})
-    protocol = validated["protocol"]
-    if protocol == "custom":
-        return messages + [dict(message) for message in validated["messages"]]
     if protocol == "text":
         return [*messages, {"role": "user", "content": validated["prompt"]}]
     parts: list[dict[str, Any]] = [{"type": "text", "text": validated.get("prompt") or DEFAULT_AUDIO_PROMPT}]

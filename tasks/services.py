@@ -52,7 +52,7 @@ def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Task:
         "top_p": validated.get("top_p"),
         "stop": validated.get("stop"),
     }
-    request |= rules_check(model.name, rules, request)
+    request |= rules_check(model.name, rules, request, protocol=validated["protocol"])
     if not channels_serving(model):
         raise ServiceUnavailable(f"No channel can serve model {model.name!r} right now.")
 

@@ -74,13 +74,15 @@ def test_unknown_models_are_bound_only_by_their_catalog_entry():
 )
 def test_a_broken_rule_names_itself_and_its_limit(model, fields, rule, limit_text):
     with pytest.raises(InvalidParam) as raised:
-        rules_check(model, rules_for(model), request(**fields))
+        rules_check(model, rules_for(model), request(**fields), protocol="custom")
     assert raised.value.code == "model_rule_violation"
     assert f"rule: {rule}" in raised.value.message and limit_text in raised.value.message
 
 
 def test_required_reasoning_is_switched_on_when_unset():
-    assert rules_check("deepseek-reasoner", rules_for("deepseek-reasoner"), request()) == {"reasoning": True}
+    assert rules_check("deepseek-reasoner", rules_for("deepseek-reasoner"), request(), protocol="text") == {
+        "reasoning": True
+    }
 
 
 def test_overrides_tighten_but_never_loosen():

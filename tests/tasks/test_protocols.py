@@ -78,7 +78,7 @@ def test_custom_messages_pass_through_with_top_p_and_stop(stack, stack_api):
             "role": "user",
             "content": [
                 {"type": "text", "text": "And this?"},
-                {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/x.png", "detail": "low"}},
             ],
         },
     ]
