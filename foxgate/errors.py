@@ -21,6 +21,7 @@ class ApiError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
     error_type = "invalid_request_error"
     code = "invalid_request"
+    headers: dict[str, str] = {}  # never mutated; RateLimited sets its own
 
     def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
@@ -130,7 +131,7 @@ class InternalError(ApiError):
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's exception handler hook: every exception raised under /v1/ ends here."""
     error = as_api_error(exc)
-    response = Response(error.envelope(), status=error.status_code)
+    response = Response(error.envelope(), status=error.status_code, headers=error.headers)
     if error.status_code == status.HTTP_401_UNAUTHORIZED:
         response["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, exceptions.APIException):

@@ -70,6 +70,9 @@ API_KEY_PEPPER_ID = env_str("FOXGATE_API_KEY_PEPPER_ID", next(iter(API_KEY_PEPPE
 if API_KEY_PEPPER_ID not in API_KEY_PEPPERS:
     raise ImproperlyConfigured("FOXGATE_API_KEY_PEPPER_ID must name one of FOXGATE_API_KEY_PEPPERS")
 
+# A key revoked or expired in one process is refused by every process within this many seconds.
+KEY_CACHE_SECONDS = float(env_str("FOXGATE_KEY_CACHE_SECONDS", "1"))
+
 if PRODUCTION:
     unsafe = []
     if DEBUG:

@@ -30,8 +30,10 @@ class Model(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def current_price(self) -> "Price | None":
-        return self.prices.order_by("-version").first()
+    def current_price(self, group: str = "") -> "Price | None":
+        """The latest price for the tenant group, or else the latest price for every group."""
+        prices = self.prices.order_by("-version")
+        return (group and prices.filter(group=group).first()) or prices.filter(group="").first()
 
     @property
     def output_cap(self) -> int:
@@ -43,20 +45,33 @@ class Price(models.Model):
     so every charge can name the version it used."""
 
     model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="prices")
+    group = models.CharField(
+        max_length=64, blank=True, help_text="Tenant group this price is for; blank is every other group."
+    )
     version = models.PositiveIntegerField()
     input_per_million = models.DecimalField(**CREDITS)
+    cached_input_per_million = models.DecimalField(
+        null=True, blank=True, help_text="Blank charges cached input as input.", **CREDITS
+    )
     output_per_million = models.DecimalField(**CREDITS)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["model", "version"], name="price_version_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "group", "version"], name="price_version_unique")
+        ]
 
     def __str__(self) -> str:
-        return f"{self.model} v{self.version}"
+        return f"{self.model} {self.group or 'all groups'} v{self.version}"
 
-    def cost(self, *, input_tokens: int, output_tokens: int) -> Decimal:
+    def cost(self, *, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> Decimal:
+        cached_rate = (
+            self.input_per_million if self.cached_input_per_million is None else self.cached_input_per_million
+        )
         return (
-            input_tokens * self.input_per_million + output_tokens * self.output_per_million
+            (input_tokens - cached_input_tokens) * self.input_per_million
+            + cached_input_tokens * cached_rate
+            + output_tokens * self.output_per_million
         ) / TOKENS_PER_PRICE_UNIT
 
 
@@ -95,6 +110,7 @@ class Task(models.Model):
         FAILED = "failed"
 
     FINISHED = (Status.COMPLETED, Status.FAILED)
+    UNFINISHED = (Status.PENDING, Status.PROCESSING)
 
     id = models.CharField(primary_key=True, max_length=64, default=new_task_id)
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="tasks")
@@ -114,6 +130,9 @@ class Task(models.Model):
     user_group = models.CharField(max_length=64)
     credits_reserved = models.DecimalField(**CREDITS)
     credits_charged = models.DecimalField(null=True, blank=True, **CREDITS)
+    charge_basis = models.CharField(
+        max_length=24, blank=True, help_text="What the charge was computed from (see tenants.services)."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -124,6 +143,17 @@ class Task(models.Model):
         indexes = [
             models.Index(fields=["tenant", "-created_at"]),
             models.Index(fields=["status", "created_at"]),
+            # concurrency limits count a key's or tenant's unfinished tasks
+            models.Index(
+                fields=["api_key"],
+                name="task_unfinished_by_key",
+                condition=models.Q(status__in=["pending", "processing"]),
+            ),
+            models.Index(
+                fields=["tenant"],
+                name="task_unfinished_by_tenant",
+                condition=models.Q(status__in=["pending", "processing"]),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -92,15 +92,16 @@ class ModelListSchema(serializers.Serializer):
 
 
 class SpendSchema(serializers.Serializer):
+    held = serializers.DecimalField(max_digits=20, decimal_places=6, help_text="Set aside for running tasks")
+    period = serializers.ChoiceField(choices=["day", "month"], help_text="The budget period")
     period_start = serializers.DateTimeField()
-    spend = serializers.DecimalField(max_digits=20, decimal_places=6)
+    spend = serializers.DecimalField(max_digits=20, decimal_places=6, help_text="Charged this period")
     budget = serializers.DecimalField(max_digits=20, decimal_places=6, allow_null=True)
 
 
 class TenantCreditsSchema(SpendSchema):
     balance = serializers.DecimalField(max_digits=20, decimal_places=6)
-    held = serializers.DecimalField(max_digits=20, decimal_places=6)
-    available = serializers.DecimalField(max_digits=20, decimal_places=6)
+    available = serializers.DecimalField(max_digits=20, decimal_places=6, help_text="balance - held")
     user_group = serializers.CharField()
 
 

@@ -8,7 +8,7 @@ from foxgate.errors import NotFound
 from tasks.events import listener
 from tasks.model_rules import ModelRules, rules_for
 from tasks.models import Model, Task
-from tenants.models import ModelRuleOverride, Tenant
+from tenants.models import ApiKey, ModelRuleOverride, Tenant
 from tenants.selectors import format_credits
 
 RECHECK_SECONDS = 5.0
@@ -29,19 +29,21 @@ def model_rules(*, model: Model, overrides: list[ModelRuleOverride]) -> ModelRul
     return rules
 
 
-def models_available(*, tenant: Tenant) -> list[tuple[Model, ModelRules]]:
-    """The models this tenant's keys may call right now: enabled, priced, served by an enabled channel and
-    not disabled by the tenant's overrides; with the rules that apply to each."""
-    overrides = list(ModelRuleOverride.objects.for_tenant(tenant))
+def models_available(*, api_key: ApiKey) -> list[tuple[Model, ModelRules]]:
+    """The models this key may call right now: enabled, priced, served by an enabled channel, on the
+    key's allow-list and not disabled by the tenant's overrides; with the rules that apply to each."""
+    overrides = list(ModelRuleOverride.objects.for_tenant(api_key.tenant))
     models = (
-        Model.objects.filter(enabled=True, prices__isnull=False, channels__enabled=True)
+        Model.objects.filter(
+            enabled=True, channels__enabled=True, prices__group__in=[api_key.tenant.group, ""]
+        )
         .distinct()
         .order_by("name")
     )
     return [
         (model, model_rules(model=model, overrides=overrides))
         for model in models
-        if not is_disabled(model.name, overrides)
+        if api_key.allows_model(model.name) and not is_disabled(model.name, overrides)
     ]
 
 

@@ -3,6 +3,7 @@
 import logging
 import math
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -19,8 +20,9 @@ from tasks.relays import RELAYS, Upstream, UpstreamError, UpstreamRequest, http_
 from tasks.routing import channel_pick, channels_serving
 from tasks.selectors import is_disabled, model_rules
 from tasks.serializers import messages_from
+from tenants.limits import limits_admit, limits_record, limits_settle
 from tenants.models import ApiKey, ModelRuleOverride
-from tenants.services import credits_hold, credits_settle
+from tenants.services import SYSTEM, Actor, audit_record, credits_hold, credits_settle
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +32,19 @@ CHARS_PER_TOKEN = 3
 TOKENS_PER_IMAGE = 1_500
 
 
-def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Task:
-    """Admit a validated request: resolve its model and price, apply the model's rules, hold credits,
-    insert the task and enqueue it. Nothing is written unless all of that succeeds."""
+@dataclass(frozen=True)
+class Admitted:
+    task: Task
+    headers: dict[str, str]  # X-RateLimit-* for the caller
+
+
+def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Admitted:
+    """Admit a validated request: resolve its model and price, apply the model's rules, check the limits,
+    hold credits, insert the task and enqueue it. Nothing is written unless all of that succeeds."""
     tenant = api_key.tenant
     overrides = list(ModelRuleOverride.objects.for_tenant(tenant))
-    model = model_resolve(name=validated["model"], overrides=overrides)
-    price = model.current_price()
+    model = model_resolve(name=validated["model"], api_key=api_key, overrides=overrides)
+    price = model.current_price(tenant.group)
     if price is None:
         raise InvalidParam(
             f"Model {model.name!r} has no price, so it cannot be served.",
@@ -56,11 +64,13 @@ def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Task:
     if not channels_serving(model):
         raise ServiceUnavailable(f"No channel can serve model {model.name!r} right now.")
 
+    input_tokens = estimate_input_tokens(request["messages"])
     worst_case_output = request["max_tokens"] or rules.max_output_tokens or model.output_cap
-    reserved = price.cost(
-        input_tokens=estimate_input_tokens(request["messages"]), output_tokens=worst_case_output
-    )
+    reserved = price.cost(input_tokens=input_tokens, output_tokens=worst_case_output)
+    # Per-minute token limits count what the caller asked for; settlement corrects it to actual usage.
+    limit_tokens = input_tokens + (request["max_tokens"] or 0)
     with transaction.atomic():
+        headers = limits_admit(api_key=api_key, tokens=limit_tokens)
         task = Task.objects.create(
             tenant=tenant,
             api_key=api_key,
@@ -75,14 +85,19 @@ def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Task:
             credits_reserved=reserved,
         )
         credits_hold(task=task)
+        limits_record(api_key=api_key, task=task, tokens=limit_tokens)
         transaction.on_commit(lambda: async_task("tasks.jobs.task_run", task.id, task_name=task.id))
-    return task
+    return Admitted(task=task, headers=headers)
 
 
-def model_resolve(*, name: str, overrides: list[ModelRuleOverride]) -> Model:
+def model_resolve(*, name: str, api_key: ApiKey, overrides: list[ModelRuleOverride]) -> Model:
     model = Model.objects.filter(name=name, enabled=True).first()
     if model is None:
         raise InvalidParam(f"Model {name!r} does not exist.", code="model_not_found", param="model")
+    if not api_key.allows_model(name):
+        raise PermissionDenied(
+            f"This API key may not use model {name!r}.", code="model_not_allowed", param="model"
+        )
     if is_disabled(name, overrides):
         raise PermissionDenied(
             f"Model {name!r} is disabled for your organization.", code="model_not_allowed", param="model"
@@ -166,31 +181,65 @@ def attempt_finish(
 
 
 def task_complete(*, task: Task, completion: dict[str, Any]) -> None:
-    usage = completion["usage"]
-    with transaction.atomic():
-        task = Task.objects.select_for_update().get(pk=task.pk)
-        if task.is_finished:
-            return
-        cost = task.price.cost(input_tokens=usage["prompt_tokens"], output_tokens=usage["completion_tokens"])
-        credits_settle(task=task, cost=cost)
-        task.status = Task.Status.COMPLETED
-        task.progress = 100
-        task.result = completion
-        task.finished_at = timezone.now()
-        task.save()
-        task_notify(task.id)
+    _task_finish(task, status=Task.Status.COMPLETED, result=completion, usage=completion["usage"])
 
 
-def task_fail(*, task: Task, code: str, message: str) -> None:
+def task_fail(
+    *, task: Task, code: str, message: str, usage: dict | None = None, delivered_tokens: int = 0
+) -> None:
+    """Fail the task; `usage` and `delivered_tokens` say what a broken stream had already produced."""
+    _task_finish(
+        task, status=Task.Status.FAILED, error=(code, message), usage=usage, delivered_tokens=delivered_tokens
+    )
+
+
+def task_charge(task: Task, *, usage: dict | None, delivered_tokens: int = 0) -> tuple[Decimal, str, int]:
+    """The settlement rule: (cost, basis, tokens used) for a task that ends, well or badly.
+
+    - provider_usage: the provider reported usage (a finished call, or a stream that broke after its
+      usage arrived): charge exactly that, cached input at the cached-input price.
+    - delivered_estimate: no usage, but output was delivered before the failure (a stream cut mid-way):
+      charge the estimated input plus the output tokens delivered.
+    - nothing_delivered: no usage and no output: nothing is charged.
+    """
+    if usage:
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        cost = task.price.cost(
+            input_tokens=usage["prompt_tokens"],
+            output_tokens=usage["completion_tokens"],
+            cached_input_tokens=cached,
+        )
+        return cost, "provider_usage", usage["prompt_tokens"] + usage["completion_tokens"]
+    if delivered_tokens:
+        input_tokens = estimate_input_tokens(task.request["messages"])
+        cost = task.price.cost(input_tokens=input_tokens, output_tokens=delivered_tokens)
+        return cost, "delivered_estimate", input_tokens + delivered_tokens
+    return Decimal(0), "nothing_delivered", 0
+
+
+def _task_finish(
+    task: Task,
+    *,
+    status: str,
+    result: dict | None = None,
+    error: tuple[str, str] | None = None,
+    usage: dict | None = None,
+    delivered_tokens: int = 0,
+) -> None:
+    """Settle credits and store the outcome in one transaction, then tell the web processes.
+
+    The row lock and the finished check make this safe to call twice (a redelivered job)."""
     with transaction.atomic():
-        task = Task.objects.select_for_update().get(pk=task.pk)
+        task = Task.objects.select_for_update().select_related("price").get(pk=task.pk)
         if task.is_finished:
             return
-        credits_settle(task=task, cost=Decimal(0))
-        task.status = Task.Status.FAILED
+        cost, basis, tokens = task_charge(task, usage=usage, delivered_tokens=delivered_tokens)
+        credits_settle(task=task, cost=cost, basis=basis)
+        limits_settle(task=task, tokens=tokens)
+        task.status = status
         task.progress = 100
-        task.error_code = code
-        task.error_message = message
+        task.result = result
+        task.error_code, task.error_message = error or ("", "")
         task.finished_at = timezone.now()
         task.save()
         task_notify(task.id)
@@ -207,29 +256,57 @@ def price_set(
     model_name: str,
     input_per_million: Decimal,
     output_per_million: Decimal,
+    cached_input_per_million: Decimal | None = None,
+    group: str = "",
     capabilities: list[str] | None = None,
+    actor: Actor = SYSTEM,
 ) -> Price:
-    """Append a new price version for the model, creating the catalog entry if it is new."""
+    """Append a new price version for the model (and tenant group), creating the catalog entry if new.
+
+    Prices are never edited: every charge keeps pointing at the version it was made with."""
     with transaction.atomic():
         model = Model.objects.select_for_update().get(pk=model_get_or_create(name=model_name).pk)
         if capabilities is not None:
             model.capabilities = capabilities
             model.save(update_fields=["capabilities"])
-        latest = model.current_price()
-        return Price.objects.create(
+        latest = model.prices.filter(group=group).order_by("-version").first()
+        price = Price.objects.create(
             model=model,
+            group=group,
             version=(latest.version + 1) if latest else 1,
             input_per_million=input_per_million,
+            cached_input_per_million=cached_input_per_million,
             output_per_million=output_per_million,
         )
+        audit_record(
+            actor=actor,
+            action="price.set",
+            tenant=None,
+            target=f"model {model_name}" + (f" group {group}" if group else ""),
+            details={
+                "version": price.version,
+                "input_per_million": str(input_per_million),
+                "cached_input_per_million": None
+                if cached_input_per_million is None
+                else str(cached_input_per_million),
+                "output_per_million": str(output_per_million),
+            },
+        )
+    return price
 
 
-def channel_add(*, name: str, provider: str, base_url: str, api_key: str, model_names: list[str]) -> Channel:
+def channel_add(
+    *, name: str, provider: str, base_url: str, api_key: str, model_names: list[str], actor: Actor = SYSTEM
+) -> Channel:
     with transaction.atomic():
         channel = Channel.objects.create(name=name, provider=provider, base_url=base_url, api_key=api_key)
         for model_name in model_names:
-            model, _ = Model.objects.get_or_create(
-                name=model_name, defaults={"capabilities": ["text", "vision"]}
-            )
-            channel.served_models.add(model)
+            channel.served_models.add(model_get_or_create(name=model_name))
+        audit_record(
+            actor=actor,
+            action="channel.add",
+            tenant=None,
+            target=f"channel {name}",
+            details={"provider": provider, "base_url": base_url, "models": model_names},
+        )
     return channel

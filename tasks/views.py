@@ -60,8 +60,9 @@ class GenerationCreateApi(AsyncAPIView):
         serializer.is_valid(raise_exception=True)
         if serializer.validated_data["sync"] and serializer.validated_data["stream"]:
             raise InvalidParam("sync streaming is not available yet; use stream without sync", param="stream")
-        task = await sync_to_async(task_submit)(api_key=request.user, validated=serializer.validated_data)
-        headers = {"X-Task-Id": task.id}
+        admitted = await sync_to_async(task_submit)(api_key=request.user, validated=serializer.validated_data)
+        task = admitted.task
+        headers = {"X-Task-Id": task.id, **admitted.headers}
         if not task.sync:
             return Response(task_as_api(task), headers=headers)
         # The task runs in the worker cluster whatever happens here: if this client goes away, the
@@ -78,7 +79,8 @@ class GenerationCreateApi(AsyncAPIView):
             )
         )
         response = self.handle_exception(error)
-        response["X-Task-Id"] = task.id
+        for header, value in headers.items():
+            response[header] = value
         return response
 
 
@@ -107,7 +109,7 @@ class GenerationModelListApi(APIView):
                 "owned_by": "foxgate",
                 "capabilities": rules.capabilities,
             }
-            for model, rules in models_available(tenant=request.auth)
+            for model, rules in models_available(api_key=request.user)
         ]
         return Response({"object": "list", "data": models})
 

@@ -1,6 +1,12 @@
 """Bearer API key authentication for the public API."""
 
+import threading
+import time
+from datetime import timedelta
+
 from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
@@ -9,6 +15,7 @@ from foxgate.errors import AuthenticationError, PermissionDenied
 from tenants.models import ApiKey, Tenant
 
 _INVALID = "Invalid API key."
+LAST_USED_EVERY = timedelta(minutes=1)
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -20,15 +27,13 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     keyword = "Bearer"
 
-    def authenticate(self, request: Request) -> tuple[ApiKey, object] | None:
+    def authenticate(self, request: Request) -> tuple[ApiKey, Tenant] | None:
         header = get_authorization_header(request).decode("latin-1").split()
         if not header:
             return None
         if header[0].lower() != self.keyword.lower() or len(header) != 2:
-            raise AuthenticationError(
-                "Malformed Authorization header: send 'Authorization: Bearer sk-...'.", code="invalid_api_key"
-            )
-        api_key = key_authenticate(header[1])
+            raise AuthenticationError("Malformed Authorization header: send 'Authorization: Bearer sk-...'.")
+        api_key = key_authenticate(header[1], client_ip=request.META.get("REMOTE_ADDR", ""))
         return api_key, api_key.tenant
 
     def authenticate_header(self, request: Request) -> str:
@@ -43,18 +48,63 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
         return {"type": "http", "scheme": "bearer", "description": "An API key: sk-<key id><secret>"}
 
 
-def key_authenticate(token: str) -> ApiKey:
+class KeyCache:
+    """Keys looked up in the last KEY_CACHE_SECONDS, per process.
+
+    Short enough that a key revoked or expired anywhere is refused by every process within that time,
+    long enough to spare the database a lookup on every request of a busy key."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, tuple[float, ApiKey | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_id: str) -> ApiKey | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._keys.get(key_id)
+        if cached and cached[0] > now:
+            return cached[1]
+        api_key = ApiKey.objects.select_related("tenant").filter(key_id=key_id).first()
+        with self._lock:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            self._keys[key_id] = (now + settings.KEY_CACHE_SECONDS, api_key)
+        return api_key
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keys.clear()
+
+
+key_cache = KeyCache()
+
+
+def key_authenticate(token: str, *, client_ip: str = "") -> ApiKey:
+    now = timezone.now()
     parts = ApiKey.split(token)
     key_id, secret = parts if parts else ("", token)
-    api_key = ApiKey.objects.select_related("tenant").filter(key_id=key_id).first() if parts else None
+    api_key = key_cache.get(key_id) if parts else None
     if api_key is None:
         # Same HMAC work as for a real key, so timing does not reveal unknown key ids.
         ApiKey.digest_secret(secret, settings.API_KEY_PEPPER_ID)
         raise AuthenticationError(_INVALID)
-    if not api_key.secret_matches(secret) or api_key.revoked_at is not None:
+    if not api_key.secret_matches(secret, now) or api_key.revoked_at is not None:
         raise AuthenticationError(_INVALID)
-    if api_key.is_expired():
+    if api_key.is_expired(now):
         raise AuthenticationError("This API key has expired.", code="expired_api_key")
     if api_key.tenant.status != Tenant.Status.ACTIVE:
         raise PermissionDenied("This API key's tenant is suspended.", code="tenant_suspended")
+    if not api_key.allows_ip(client_ip):
+        raise PermissionDenied(f"This API key may not be used from {client_ip}.", code="ip_not_allowed")
+    _mark_used(api_key, now)
     return api_key
+
+
+def _mark_used(api_key: ApiKey, now) -> None:
+    """Record use at most once a minute, by whichever process gets there first."""
+    if api_key.last_used_at is not None and api_key.last_used_at > now - LAST_USED_EVERY:
+        return
+    ApiKey.objects.filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_EVERY), pk=api_key.pk
+    ).update(last_used_at=now)
+    api_key.last_used_at = now

@@ -1,8 +1,10 @@
 import fnmatch
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import string
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -21,7 +23,31 @@ class TenantQuerySet(models.QuerySet):
         return self.filter(tenant=tenant)
 
 
-class Tenant(models.Model):
+class Spending(models.Model):
+    """Limits, a budget and the counters they are checked against; tenants and keys each have them.
+
+    `held` is what running tasks have set aside and `period_spend` what was charged since
+    `period_started_at`; both move only by conditional F() updates, so no increment is ever lost and
+    no concurrent request can pass a budget another one already used up."""
+
+    class Period(models.TextChoices):
+        DAY = "day"
+        MONTH = "month"
+
+    rpm = models.PositiveIntegerField("requests per minute", null=True, blank=True)
+    tpm = models.PositiveIntegerField("tokens per minute", null=True, blank=True)
+    max_concurrency = models.PositiveIntegerField("concurrent tasks", null=True, blank=True)
+    budget = models.DecimalField(null=True, blank=True, help_text="Credits per budget period.", **CREDITS)
+    budget_period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTH)
+    held = models.DecimalField(default=Decimal(0), **CREDITS)
+    period_spend = models.DecimalField(default=Decimal(0), **CREDITS)
+    period_started_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+
+class Tenant(Spending):
     class Status(models.TextChoices):
         ACTIVE = "active"
         SUSPENDED = "suspended"
@@ -30,10 +56,9 @@ class Tenant(models.Model):
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     group = models.CharField(max_length=64, default="default", help_text="Selects prices and model sets.")
-    # Credits the tenant owns (the sum of its ledger's amounts) and credits set aside for running tasks
-    # (the sum of its ledger's held changes). Spendable is balance - held.
+    # Credits the tenant owns: the sum of its ledger's amounts. Its `held` is the sum of the ledger's held
+    # changes, so what it may still spend is balance - held.
     balance = models.DecimalField(default=Decimal(0), **CREDITS)
-    held = models.DecimalField(default=Decimal(0), **CREDITS)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -49,14 +74,49 @@ class Tenant(models.Model):
         return self.balance - self.held
 
 
-class ApiKey(models.Model):
-    """A tenant's API key. The secret itself is never stored: only an HMAC of it, keyed by a pepper."""
+class Membership(models.Model):
+    """A Django user's role in a tenant, for the admin site."""
+
+    class Role(models.TextChoices):
+        OWNER = "owner"
+        ADMIN = "admin"
+        BILLING = "billing"
+        MEMBER = "member"
+        VIEWER = "viewer"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_once_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.tenant} ({self.role})"
+
+
+class ApiKey(Spending):
+    """A tenant's API key. The secret itself is never stored: only an HMAC of it, keyed by a pepper.
+
+    A rotated key keeps answering to its previous secret until `previous_expires_at`."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
     key_id = models.CharField(max_length=KEY_ID_LENGTH, unique=True, help_text="Public part of the key.")
     digest = models.CharField(max_length=64)
     pepper_id = models.CharField(max_length=32)
+    previous_digest = models.CharField(max_length=64, blank=True)
+    previous_pepper_id = models.CharField(max_length=32, blank=True)
+    previous_expires_at = models.DateTimeField(null=True, blank=True)
     name = models.CharField(max_length=200, blank=True)
+    allowed_models = models.JSONField(
+        default=list, blank=True, help_text="Model names or families (gpt-4o*); empty allows every model."
+    )
+    allowed_ips = models.JSONField(
+        default=list, blank=True, help_text="Addresses or CIDR ranges; empty allows every address."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -64,8 +124,16 @@ class ApiKey(models.Model):
 
     objects = TenantQuerySet.as_manager()
 
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(held__gte=0), name="apikey_held_not_negative")
+        ]
+
     def __str__(self) -> str:
         return f"{KEY_PREFIX}{self.key_id}…"
+
+    # DRF's IsAuthenticated asks the authenticated principal this; a key that authenticated is one.
+    is_authenticated = True
 
     @staticmethod
     def new_key_id() -> str:
@@ -91,20 +159,47 @@ class ApiKey(models.Model):
         pepper = settings.API_KEY_PEPPERS[pepper_id]
         return hmac.new(pepper.encode(), secret.encode(), hashlib.sha256).hexdigest()
 
-    def set_secret(self, secret: str) -> None:
+    def set_secret(self, secret: str, *, grace_until: datetime | None = None) -> None:
+        """Store the new secret's digest; the old secret keeps working until `grace_until`, if given."""
+        if grace_until is not None:
+            self.previous_digest, self.previous_pepper_id = self.digest, self.pepper_id
+            self.previous_expires_at = grace_until
         self.pepper_id = settings.API_KEY_PEPPER_ID
         self.digest = self.digest_secret(secret, self.pepper_id)
 
-    def secret_matches(self, secret: str) -> bool:
-        if self.pepper_id not in settings.API_KEY_PEPPERS:
-            return False  # its pepper was retired: the key can no longer be verified
-        return hmac.compare_digest(self.digest, self.digest_secret(secret, self.pepper_id))
+    def secret_matches(self, secret: str, now: datetime) -> bool:
+        current = _digest_matches(self.digest, self.pepper_id, secret)
+        previous = (
+            bool(self.previous_digest)
+            and self.previous_expires_at is not None
+            and self.previous_expires_at > now
+            and _digest_matches(self.previous_digest, self.previous_pepper_id, secret)
+        )
+        return current or previous
 
-    # DRF's IsAuthenticated asks the authenticated principal this; a key that authenticated is one.
-    is_authenticated = True
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
-    def is_expired(self) -> bool:
-        return self.expires_at is not None and self.expires_at <= timezone.now()
+    def allows_model(self, model_name: str) -> bool:
+        name = model_name.lower()
+        return not self.allowed_models or any(
+            fnmatch.fnmatchcase(name, p.lower()) for p in self.allowed_models
+        )
+
+    def allows_ip(self, address: str) -> bool:
+        if not self.allowed_ips:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in ipaddress.ip_network(network, strict=False) for network in self.allowed_ips)
+
+
+def _digest_matches(digest: str, pepper_id: str, secret: str) -> bool:
+    if pepper_id not in settings.API_KEY_PEPPERS:
+        return False  # its pepper was retired: the key can no longer be verified
+    return hmac.compare_digest(digest, ApiKey.digest_secret(secret, pepper_id))
 
 
 class LedgerEntry(models.Model):
@@ -199,3 +294,40 @@ class ModelRuleOverride(models.Model):
                 f"{self.model_pattern} has reasoning {intrinsic} by nature; an override cannot change it"
             )
             raise ValidationError({"reasoning": message})
+
+
+class AuditEvent(models.Model):
+    """Who changed what, when and from where: keys, limits, budgets, prices and balances."""
+
+    actor = models.CharField(max_length=200, help_text="A user name, or cli / system.")
+    action = models.CharField(max_length=64, db_index=True)
+    tenant = models.ForeignKey(Tenant, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    target = models.CharField(max_length=200, blank=True, help_text="What was changed, e.g. key abc123.")
+    details = models.JSONField(default=dict, blank=True)
+    source = models.CharField(
+        max_length=200, blank=True, help_text="IP address or host the change came from."
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.target}"
+
+
+class RateEvent(models.Model):
+    """One admitted request, counted against the requests- and tokens-per-minute limits of its scopes.
+
+    Kept in PostgreSQL, so every web process counts the same window; rows older than the window are
+    pruned by a scheduled job."""
+
+    scope = models.CharField(max_length=40)  # "key:<id>" or "tenant:<id>"
+    at = models.DateTimeField()
+    tokens = models.PositiveIntegerField()
+    task = models.ForeignKey("tasks.Task", on_delete=models.CASCADE, null=True, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["scope", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.at:%H:%M:%S} {self.tokens} tokens"

@@ -132,3 +132,11 @@ def every_result_is_a_chat_completion(request):
     with request.getfixturevalue("django_db_blocker").unblock():
         for result in Task.objects.filter(status=Task.Status.COMPLETED).values_list("result", flat=True):
             ChatCompletion.model_validate(result)
+
+
+@pytest.fixture(autouse=True)
+def forget_cached_keys():
+    """Each test starts with this process's key cache empty, as a fresh process would."""
+    from tenants.authentication import key_cache
+
+    key_cache.clear()

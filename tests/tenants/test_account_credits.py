@@ -16,6 +16,7 @@ def test_credits_show_balance_holds_and_spend_for_tenant_and_key(api, tenant, is
         "held": "0",
         "available": "100",
         "user_group": "default",
+        "period": "month",
         "period_start": None,
         "spend": "0",
         "budget": None,

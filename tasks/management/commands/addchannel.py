@@ -2,6 +2,7 @@ from urllib.parse import urlsplit
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from foxgate.cli import cli_actor
 from tasks.models import Channel
 from tasks.services import channel_add
 
@@ -29,6 +30,11 @@ class Command(BaseCommand):
         if Channel.objects.filter(name=name).exists():
             raise CommandError(f"channel {name!r} already exists")
         channel = channel_add(
-            name=name, provider=provider, base_url=base_url, api_key=api_key, model_names=model_names
+            name=name,
+            provider=provider,
+            base_url=base_url,
+            api_key=api_key,
+            model_names=model_names,
+            actor=cli_actor(),
         )
         self.stdout.write(f"added channel {channel.name} serving {', '.join(model_names)}")

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from foxgate.cli import parse_credits
+from foxgate.cli import cli_actor, parse_credits
 from tasks.models import Model
 from tasks.services import price_set
 
@@ -13,12 +13,18 @@ class Command(BaseCommand):
         parser.add_argument("--input", required=True, help="credits per million input tokens")
         parser.add_argument("--output", required=True, help="credits per million output tokens")
         parser.add_argument(
+            "--cached-input", help="credits per million cached input tokens (default: --input)"
+        )
+        parser.add_argument("--group", default="", help="the tenant group this price is for (default: all)")
+        parser.add_argument(
             "--capabilities",
             help=f"comma-separated, of {','.join(Model.Capability.values)} "
             "(default: what the model's family takes)",
         )
 
-    def handle(self, *args, model: str, input: str, output: str, capabilities: str | None, **options) -> None:
+    def handle(
+        self, *args, model: str, input: str, output: str, capabilities: str | None, group: str, **options
+    ) -> None:
         wanted = None
         if capabilities is not None:
             wanted = [c.strip() for c in capabilities.split(",") if c.strip()]
@@ -31,6 +37,13 @@ class Command(BaseCommand):
             model_name=model,
             input_per_million=parse_credits(input, "--input"),
             output_per_million=parse_credits(output, "--output"),
+            cached_input_per_million=(
+                parse_credits(options["cached_input"], "--cached-input") if options["cached_input"] else None
+            ),
+            group=group,
             capabilities=wanted,
+            actor=cli_actor(),
         )
-        self.stdout.write(f"{model}: price version {price.version}")
+        self.stdout.write(
+            f"{model}: price version {price.version}" + (f" for group {group}" if group else "")
+        )

@@ -2,7 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_slug
 
-from foxgate.cli import parse_credits
+from foxgate.cli import cli_actor, parse_credits
 from tenants.models import Tenant
 from tenants.services import tenant_create
 
@@ -25,5 +25,5 @@ class Command(BaseCommand):
         amount = parse_credits(credits, "--credits")
         if Tenant.objects.filter(slug=slug).exists():
             raise CommandError(f"tenant {slug!r} already exists")
-        tenant = tenant_create(slug=slug, name=name, credits=amount)
+        tenant = tenant_create(slug=slug, name=name, credits=amount, actor=cli_actor())
         self.stdout.write(f"created tenant {tenant.slug} with {tenant.balance} credits")

@@ -1,7 +1,16 @@
+import ipaddress
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenants.models import Tenant
+from foxgate.cli import cli_actor, parse_credits, parse_when
+from tenants.models import Spending, Tenant
 from tenants.services import apikey_issue
+
+
+def positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(value)
+    return int(value)
 
 
 class Command(BaseCommand):
@@ -10,12 +19,38 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug")
         parser.add_argument("--name", default="")
+        parser.add_argument("--models", default="", help="comma-separated model names or families (gpt-4o*)")
+        parser.add_argument("--ips", default="", help="comma-separated addresses or CIDR ranges")
+        parser.add_argument("--rpm", type=positive_int, help="requests per minute")
+        parser.add_argument("--tpm", type=positive_int, help="tokens per minute")
+        parser.add_argument("--concurrency", type=positive_int, help="tasks running at once")
+        parser.add_argument("--budget", help="credits per budget period")
+        parser.add_argument("--budget-period", choices=Spending.Period.values, default=Spending.Period.MONTH)
+        parser.add_argument("--expires", help="30d, 12h, 45m from now, or an ISO date")
 
-    def handle(self, *args, slug: str, name: str, **options) -> None:
+    def handle(self, *args, slug: str, **options) -> None:
         tenant = Tenant.objects.filter(slug=slug).first()
         if tenant is None:
             raise CommandError(f"no tenant {slug!r}")
-        issued = apikey_issue(tenant=tenant, name=name)
+        ips = [ip.strip() for ip in options["ips"].split(",") if ip.strip()]
+        for ip in ips:
+            try:
+                ipaddress.ip_network(ip, strict=False)
+            except ValueError:
+                raise CommandError(f"--ips: {ip!r} is not an address or CIDR range") from None
+        issued = apikey_issue(
+            tenant=tenant,
+            name=options["name"],
+            allowed_models=[m.strip() for m in options["models"].split(",") if m.strip()],
+            allowed_ips=ips,
+            expires_at=parse_when(options["expires"], "--expires") if options["expires"] else None,
+            rpm=options["rpm"],
+            tpm=options["tpm"],
+            max_concurrency=options["concurrency"],
+            budget=parse_credits(options["budget"], "--budget") if options["budget"] else None,
+            budget_period=options["budget_period"],
+            actor=cli_actor(),
+        )
         self.stdout.write(
             f"issued key {issued.api_key.key_id} for tenant {tenant.slug}; it is shown only now:"
         )
