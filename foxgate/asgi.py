@@ -3,5 +3,7 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "foxgate.settings")
+# A web server handles many requests at once, each in its own thread: give it a connection pool.
+os.environ.setdefault("FOXGATE_DB_POOL", "1")
 
 application = get_asgi_application()

@@ -18,8 +18,12 @@ from psycopg.conninfo import conninfo_to_dict
 EMBEDDED_DATABASE_NAME = "foxgate"
 
 
-def database_settings(database_url: str, data_dir: Path) -> dict[str, Any]:
-    """The Django `DATABASES["default"]` entry for a libpq URL or conninfo, or the embedded server."""
+def database_settings(database_url: str, data_dir: Path, pool_size: int = 0) -> dict[str, Any]:
+    """The Django `DATABASES["default"]` entry for a libpq URL or conninfo, or the embedded server.
+
+    With `pool_size`, connections come from a psycopg pool of at most that many per process: a web
+    server under load then queues for a connection instead of opening one per request until PostgreSQL
+    refuses clients. Only for processes that never fork after connecting (a pool does not survive a fork)."""
     params = conninfo_to_dict(database_url) if database_url else embedded_conninfo(data_dir)
     name = params.pop("dbname", None) or "postgres"
     entry: dict[str, Any] = {
@@ -30,11 +34,14 @@ def database_settings(database_url: str, data_dir: Path) -> dict[str, Any]:
         "HOST": params.pop("host", ""),
         "PORT": params.pop("port", ""),
         "OPTIONS": params,  # sslmode and friends pass straight to libpq
-        # Not persistent: under ASGI every request runs in a thread of its own, so persistent connections
-        # pile up until PostgreSQL refuses clients (measured: bench/submit.py hit "too many clients").
+        # Never persistent per thread: under ASGI every request runs in a thread of its own, so such
+        # connections pile up until PostgreSQL refuses clients (measured: bench/submit.py hit "too many
+        # clients"). The pool is how a web process reuses connections.
         "CONN_MAX_AGE": 0,
         "TEST": {"NAME": f"test_{name}"},
     }
+    if pool_size:
+        params["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": 30}
     return entry
 
 

@@ -56,6 +56,7 @@ def env_map(name: str, default: str = "") -> dict[str, str]:
 
 DEV_SECRET_KEY = "foxgate-development-secret-key-never-use-in-production"  # noqa: S105
 DEV_KEY_PEPPER = "1=foxgate-development-pepper"
+DEV_SECRET_KEYS = "ZGV2ZWxvcG1lbnQta2V5LW5ldmVyLWluLXByb2R1Y3Q="  # noqa: S105 - a development Fernet key
 
 PRODUCTION = env_bool("FOXGATE_PRODUCTION")
 DEBUG = env_bool("FOXGATE_DEBUG", default=not PRODUCTION)
@@ -73,6 +74,9 @@ if API_KEY_PEPPER_ID not in API_KEY_PEPPERS:
 # A key revoked or expired in one process is refused by every process within this many seconds.
 KEY_CACHE_SECONDS = float(env_str("FOXGATE_KEY_CACHE_SECONDS", "1"))
 
+# Fernet keys, newest first, that encrypt upstream API keys at rest (foxgate/crypto.py).
+SECRET_KEYS = env_list("FOXGATE_SECRET_KEYS", DEV_SECRET_KEYS)
+
 if PRODUCTION:
     unsafe = []
     if DEBUG:
@@ -81,6 +85,8 @@ if PRODUCTION:
         unsafe.append("FOXGATE_SECRET_KEY is the development default")
     if env_str("FOXGATE_API_KEY_PEPPERS", DEV_KEY_PEPPER) == DEV_KEY_PEPPER:
         unsafe.append("FOXGATE_API_KEY_PEPPERS is the development default")
+    if env_str("FOXGATE_SECRET_KEYS", DEV_SECRET_KEYS) == DEV_SECRET_KEYS:
+        unsafe.append("FOXGATE_SECRET_KEYS is the development default")
     if not env_str("DATABASE_URL"):
         unsafe.append("DATABASE_URL is not set (the embedded database is for local use)")
     if unsafe:
@@ -132,7 +138,15 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": database_settings(env_str("DATABASE_URL"), DATA_DIR)}
+# Web servers pool their connections (foxgate/asgi.py turns FOXGATE_DB_POOL on); the worker cluster,
+# which forks, and commands connect plainly.
+DATABASES = {
+    "default": database_settings(
+        env_str("DATABASE_URL"),
+        DATA_DIR,
+        pool_size=env_int("FOXGATE_DB_POOL_SIZE", 20) if env_bool("FOXGATE_DB_POOL") else 0,
+    )
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -29,6 +29,7 @@ class Stack:
     fake_port: int
     env: dict[str, str] = field(default_factory=dict)
     web_workers: int = 1
+    extra_web_ports: tuple[int, ...] = ()  # more web servers, each its own uvicorn process
     log_dir: Path | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -37,32 +38,36 @@ class Stack:
         return f"http://127.0.0.1:{self.web_port}"
 
     @property
+    def web_urls(self) -> list[str]:
+        """Every web server's URL: each a separate process sharing only the database."""
+        return [f"http://127.0.0.1:{port}" for port in (self.web_port, *self.extra_web_ports)]
+
+    @property
     def fake_url(self) -> str:
         return f"http://127.0.0.1:{self.fake_port}"
 
     def start(self, timeout: float = 30) -> "Stack":
         python = sys.executable
         self._spawn("fake provider", [python, "manage.py", "fakeprovider", "--port", str(self.fake_port)])
-        self._spawn(
-            "web",
-            [
-                python,
+        for number, port in enumerate((self.web_port, *self.extra_web_ports)):
+            uvicorn = [
                 "-m",
                 "uvicorn",
                 "foxgate.asgi:application",
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(self.web_port),
-                "--workers",
-                str(self.web_workers),
-                "--no-access-log",
-            ],
-        )
+                str(port),
+            ]
+            self._spawn(
+                f"web {number}" if number else "web",
+                [python, *uvicorn, "--workers", str(self.web_workers), "--no-access-log"],
+            )
         self._spawn("worker cluster", [python, "manage.py", "qcluster"])
         try:
             self._wait_until_up(f"{self.fake_url}/_fake/requests", timeout)
-            self._wait_until_up(f"{self.web_url}/healthz", timeout)
+            for url in self.web_urls:
+                self._wait_until_up(f"{url}/healthz", timeout)
         except StackError:
             self.stop()
             raise

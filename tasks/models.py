@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from foxgate.crypto import decrypt, encrypt
 from tenants.models import CREDITS, ApiKey, Tenant, TenantQuerySet
 
 TOKENS_PER_PRICE_UNIT = Decimal(1_000_000)
@@ -86,13 +87,22 @@ class Channel(models.Model):
     base_url = models.CharField(
         max_length=500, help_text="As the provider's SDK takes it; OpenAI-compatible ones end in /v1."
     )
-    api_key = models.CharField(max_length=500, blank=True)
+    # Encrypted at rest (foxgate/crypto.py); read and write it through `api_key`.
+    api_key_encrypted = models.TextField(blank=True, editable=False)
     served_models = models.ManyToManyField(Model, related_name="channels")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def api_key(self) -> str:
+        return decrypt(self.api_key_encrypted) if self.api_key_encrypted else ""
+
+    @api_key.setter
+    def api_key(self, plaintext: str) -> None:
+        self.api_key_encrypted = encrypt(plaintext) if plaintext else ""
 
 
 def new_task_id() -> str:

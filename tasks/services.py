@@ -230,7 +230,8 @@ def _task_finish(
 
     The row lock and the finished check make this safe to call twice (a redelivered job)."""
     with transaction.atomic():
-        task = Task.objects.select_for_update().select_related("price").get(pk=task.pk)
+        # Lock the task row only: locking the shared price row too would deadlock with admissions.
+        task = Task.objects.select_for_update(of=("self",)).select_related("price").get(pk=task.pk)
         if task.is_finished:
             return
         cost, basis, tokens = task_charge(task, usage=usage, delivered_tokens=delivered_tokens)

@@ -1,4 +1,5 @@
 import socket
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -72,9 +73,9 @@ def openai_channel(priced_model, fake_openai):
 
 @pytest.fixture(scope="session")
 def stack(django_db_setup, django_db_blocker, tmp_path_factory):
-    """The real processes: uvicorn serving foxgate.asgi, the django-q2 cluster and the fake provider,
-    all on the test database. Tests using it need `django_db(transaction=True)` so their rows are
-    committed where the other processes can see them."""
+    """The real processes: two web servers (uvicorn serving foxgate.asgi; the first with two workers),
+    the django-q2 cluster and the fake provider, all on the test database. Tests use it through
+    `stack_db`, so their rows are committed where the other processes can see them."""
     with django_db_blocker.unblock():
         db = connection.settings_dict
         database_url = make_conninfo(
@@ -83,8 +84,9 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
     log_dir = Path(tmp_path_factory.mktemp("stack-logs"))
     running = Stack(
         web_port=free_port(),
+        extra_web_ports=(free_port(),),
         fake_port=free_port(),
-        env={"DATABASE_URL": database_url, "FOXGATE_WORKERS": "2"},
+        env={"DATABASE_URL": database_url, "FOXGATE_WORKERS": "4"},
         web_workers=2,
         log_dir=log_dir,
     ).start()
@@ -93,7 +95,24 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
 
 
 @pytest.fixture
-def stack_api(stack, transactional_db):
+def stack_db(stack, transactional_db):
+    """The database as the stack's processes see it (committed rows), for one test.
+
+    At the end, waits until the cluster has finished every task it was given: pytest-django then
+    empties the tables with TRUNCATE, and a task still settling in a worker would deadlock with it."""
+    yield
+    from django_q.models import OrmQ
+
+    from tasks.models import Task
+
+    deadline = time.monotonic() + 60
+    while Task.objects.filter(status__in=Task.UNFINISHED).exists() or OrmQ.objects.exists():
+        assert time.monotonic() < deadline, "the worker cluster did not finish its tasks within 60 s"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def stack_api(stack, stack_db):
     """An HTTP client of the running stack, with a key of a tenant holding 10 credits, and
     `fake-model` (every capability) served by the stack's fake provider, whose record is emptied."""
     tenant = tenant_create(slug="e2e", credits=Decimal(10))

@@ -1,0 +1,123 @@
+"""Money and limits under concurrency, across two separate web server processes.
+
+The two servers share nothing but PostgreSQL; requests alternate between them."""
+
+import asyncio
+import itertools
+import time
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from tasks.services import channel_add, price_set
+from tenants.billing import billing_discrepancies
+from tenants.models import LedgerEntry, Tenant
+from tenants.services import apikey_issue, apikey_revoke, tenant_create
+from tests.helpers import poll_until_finished
+
+pytestmark = pytest.mark.e2e
+
+# Reply "Echo: w1 w2 ... w50" cut at max_tokens words: every task uses exactly MAX_TOKENS output tokens,
+# and input is free, so each charge equals its hold and finished tasks free no credits mid-test.
+MAX_TOKENS = 5
+PROMPT = " ".join(f"w{i}" for i in range(50))
+
+
+@pytest.fixture
+def exact_price_model(stack, stack_db):
+    price_set(model_name="exact-model", input_per_million=Decimal(0), output_per_million=Decimal(1000))
+    channel_add(
+        name="fake",
+        provider="openai",
+        base_url=f"{stack.fake_url}/v1",
+        api_key="",
+        model_names=["exact-model"],
+    )
+    httpx.post(f"{stack.fake_url}/_fake/reset")
+    return Decimal(MAX_TOKENS * 1000) / 1_000_000  # credits per task, held and charged
+
+
+async def burst(urls: list[str], secret: str, total: int, body: dict) -> list[httpx.Response]:
+    """`total` submits at once, alternating between the web servers."""
+    limits = httpx.Limits(max_connections=200)
+    async with httpx.AsyncClient(
+        headers={"Authorization": f"Bearer {secret}"}, timeout=60, limits=limits
+    ) as client:
+        targets = itertools.islice(itertools.cycle(urls), total)
+        return await asyncio.gather(*(client.post(f"{url}/v1/llm/generations", json=body) for url in targets))
+
+
+def test_concurrent_submits_never_overdraw(stack, exact_price_model):
+    per_task = exact_price_model
+    affordable = 20
+    tenant = tenant_create(slug="tight", credits=per_task * affordable)
+    secret = apikey_issue(tenant=tenant).secret
+    httpx.post(f"{stack.fake_url}/_fake/config", json={"latency": 1.0})  # holds pile up while tasks run
+
+    body = {"model": "exact-model", "prompt": PROMPT, "max_tokens": MAX_TOKENS}
+    responses = asyncio.run(burst(stack.web_urls, secret, 400, body))
+
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == affordable, sorted(set(statuses))
+    assert statuses.count(402) == 400 - affordable
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 402} == {"insufficient_balance"}
+    accepted = {r.json()["id"] for r in responses if r.status_code == 200}
+    assert {Decimal(r.json()["usage"]["credits_reserved"]) for r in responses if r.status_code == 200} == {
+        per_task
+    }
+
+    with httpx.Client(base_url=stack.web_url, headers={"Authorization": f"Bearer {secret}"}) as client:
+        finished = [poll_until_finished(client, task_id, timeout=60) for task_id in accepted]
+    assert {task["status"] for task in finished} == {"completed"}
+    charges = sum(Decimal(task["usage"]["credits_charged"]) for task in finished)
+
+    tenant.refresh_from_db()
+    assert tenant.balance + charges == per_task * affordable
+    assert tenant.held == 0 and tenant.balance == 0
+    assert list(billing_discrepancies(tenant=tenant)) == []
+    assert LedgerEntry.objects.filter(tenant=tenant, kind="hold").count() == affordable
+
+
+def test_rate_limit_holds_across_web_processes(stack, exact_price_model):
+    rpm = 10
+    tenant = tenant_create(slug="limited", credits=Decimal(100))
+    secret = apikey_issue(tenant=tenant, rpm=rpm).secret
+    body = {"model": "exact-model", "prompt": "hi", "max_tokens": MAX_TOKENS}
+
+    responses = asyncio.run(burst(stack.web_urls, secret, 3 * rpm, body))
+
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == rpm and statuses.count(429) == 2 * rpm
+    refused = [r for r in responses if r.status_code == 429]
+    assert {r.json()["error"]["code"] for r in refused} == {"rate_limit_exceeded"}
+    for response in refused:
+        assert 0 < int(response.headers["Retry-After"]) <= 60
+        assert response.headers["X-RateLimit-Limit"] == str(rpm)
+        assert response.headers["X-RateLimit-Remaining"] == "0"
+    remaining = sorted(int(r.headers["X-RateLimit-Remaining"]) for r in responses if r.status_code == 200)
+    assert remaining == list(range(rpm))  # each admission saw every earlier one, whichever server took it
+    assert {str(r.url).rsplit("/v1", 1)[0] for r in responses} == set(stack.web_urls)
+
+
+def test_a_key_revoked_anywhere_is_refused_everywhere_within_2_seconds(stack, exact_price_model):
+    tenant = tenant_create(slug="leaky", credits=Decimal(100))
+    issued = apikey_issue(tenant=tenant)
+    clients = [
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {issued.secret}"})
+        for url in stack.web_urls
+    ]
+    for client in clients:  # both servers have now looked the key up (and may cache it)
+        assert client.get("/v1/models").status_code == 200
+
+    apikey_revoke(api_key=issued.api_key)
+    revoked_at = time.monotonic()
+    refused_after = []
+    for client in clients:
+        while client.get("/v1/models").status_code != 401:
+            assert time.monotonic() - revoked_at < 2, "a server still accepts the revoked key after 2 s"
+            time.sleep(0.05)
+        refused_after.append(time.monotonic() - revoked_at)
+        client.close()
+    assert max(refused_after) < 2
+    assert Tenant.objects.get(pk=tenant.pk).tasks.count() == 0
