@@ -177,6 +177,9 @@ def credits_topup(*, tenant: Tenant, amount: Decimal, memo: str = "", actor: Act
     return entry
 
 
+ADJECTIVES = {Spending.Period.DAY: "daily", Spending.Period.MONTH: "monthly"}
+
+
 def _fits_budget(amount: Decimal) -> Q:
     """Rows whose budget (if any) still has room for `amount` beside what is spent and held."""
     return Q(budget__isnull=True) | Q(budget__gte=F("period_spend") + F("held") + amount)
@@ -200,16 +203,16 @@ def credits_hold(*, task) -> LedgerEntry:
                 f"{tenant.available} available."
             )
         raise InsufficientQuota(
-            f"The tenant's {tenant.budget_period}ly budget of {tenant.budget} credits has no room for a "
-            f"request that may cost up to {amount}.",
+            f"The tenant's {ADJECTIVES[tenant.budget_period]} budget of {tenant.budget} credits has no room "
+            f"for a request that may cost up to {amount}.",
             code="budget_exceeded",
         )
     keys = ApiKey.objects.filter(pk=task.api_key_id)
     if not keys.filter(_fits_budget(amount)).update(held=F("held") + amount):
         key = keys.get()
         raise InsufficientQuota(
-            f"This key's {key.budget_period}ly budget of {key.budget} credits has no room for a request "
-            f"that may cost up to {amount}.",
+            f"This key's {ADJECTIVES[key.budget_period]} budget of {key.budget} credits has no room "
+            f"for a request that may cost up to {amount}.",
             code="budget_exceeded",
         )
     return LedgerEntry.objects.create(

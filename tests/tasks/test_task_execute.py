@@ -112,3 +112,13 @@ def test_unreachable_upstream_fails_with_upstream_error(api, openai_channel):
     task_id = submit(api, prompt="nobody home")
     task_run(task_id)
     assert api.get(f"/v1/tasks/{task_id}").json()["error"]["code"] == "upstream_error"
+
+
+def test_the_channels_api_key_reaches_the_upstream(api, openai_channel, fake_openai):
+    fake_openai.configure(api_key="sk-upstream-123")
+    openai_channel.api_key = "sk-upstream-123"
+    openai_channel.save()
+    task_id = submit(api, prompt="authorized")
+    task_run(task_id)
+    assert api.get(f"/v1/tasks/{task_id}").json()["status"] == "completed"
+    assert fake_openai.requests[-1]["headers"]["authorization"] == "Bearer sk-upstream-123"
