@@ -146,3 +146,13 @@ def test_key_counters_follow_its_tasks(api, issued_key, openai_channel):
     task_run(task_id)
     key.refresh_from_db()
     assert key.held == 0 and key.period_spend == Task.objects.get(pk=task_id).credits_charged
+
+
+def test_budget_resets_and_window_pruning_are_scheduled_in_the_cluster():
+    from django.utils.module_loading import import_string
+    from django_q.models import Schedule
+
+    funcs = set(Schedule.objects.values_list("func", flat=True))
+    assert {"tenants.jobs.budgets_reset_job", "tenants.jobs.rate_events_prune_job"} <= funcs
+    for func in funcs:
+        import_string(func)  # every scheduled job names a real function
