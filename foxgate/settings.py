@@ -210,7 +210,14 @@ Q_CLUSTER = {
 }
 
 # Relay behaviour.
-UPSTREAM_TIMEOUT = float(env_int("FOXGATE_UPSTREAM_TIMEOUT", 120))
+UPSTREAM_TIMEOUT = float(env_int("FOXGATE_UPSTREAM_TIMEOUT", 120))  # per call, unless the channel says
+MAX_ATTEMPTS = env_int("FOXGATE_MAX_ATTEMPTS", 3)  # calls per task, each on a different channel
+TASK_DEADLINE_SECONDS = env_int("FOXGATE_TASK_DEADLINE_SECONDS", 540)  # no new attempt after this long
+# Circuit breakers (tasks/routing.py).
+BREAKER_WINDOW_SECONDS = env_int("FOXGATE_BREAKER_WINDOW_SECONDS", 60)
+BREAKER_MIN_REQUESTS = env_int("FOXGATE_BREAKER_MIN_REQUESTS", 5)
+BREAKER_ERROR_RATE = float(env_str("FOXGATE_BREAKER_ERROR_RATE", "0.5"))
+BREAKER_COOLDOWN_SECONDS = env_int("FOXGATE_BREAKER_COOLDOWN_SECONDS", 30)
 DEFAULT_OUTPUT_CAP = env_int("FOXGATE_DEFAULT_OUTPUT_CAP", 4096)
 
 LOGGING = {

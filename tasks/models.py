@@ -77,10 +77,20 @@ class Price(models.Model):
 
 
 class Channel(models.Model):
-    """An upstream that serves models: one provider endpoint with its credentials."""
+    """An upstream that serves models: one provider endpoint, its credentials, and its health.
+
+    Routing takes the highest-priority channels that serve a model and are healthy, weighted at random
+    among them. The circuit breaker state lives here, in the database, so every worker agrees on it."""
 
     class Provider(models.TextChoices):
         OPENAI = "openai", "OpenAI-compatible"
+        ANTHROPIC = "anthropic", "Anthropic Messages"
+        GEMINI = "gemini", "Google Gemini"
+
+    class Circuit(models.TextChoices):
+        CLOSED = "closed"  # healthy: takes traffic
+        OPEN = "open"  # cooling down until circuit_open_until
+        HALF_OPEN = "half_open"  # one trial request is in flight
 
     name = models.CharField(max_length=200, unique=True)
     provider = models.CharField(max_length=32, choices=Provider.choices)
@@ -90,8 +100,25 @@ class Channel(models.Model):
     # Encrypted at rest (foxgate/crypto.py); read and write it through `api_key`.
     api_key_encrypted = models.TextField(blank=True, editable=False)
     served_models = models.ManyToManyField(Model, related_name="channels")
+    model_mapping = models.JSONField(
+        default=dict, blank=True, help_text="Public model name → the name this upstream knows it by."
+    )
+    priority = models.IntegerField(default=0, help_text="Higher first; lower ones are the fallback.")
+    weight = models.PositiveIntegerField(default=1, help_text="Share of traffic among equal priorities.")
+    timeout_seconds = models.FloatField(null=True, blank=True, help_text="Per call; blank uses the default.")
+    max_concurrency = models.PositiveIntegerField(null=True, blank=True, help_text="Calls in flight at once.")
     enabled = models.BooleanField(default=True)
+    disabled_reason = models.TextField(blank=True)
+    circuit_state = models.CharField(max_length=16, choices=Circuit.choices, default=Circuit.CLOSED)
+    circuit_open_until = models.DateTimeField(null=True, blank=True)
+    circuit_reason = models.TextField(blank=True)
+    circuit_changed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(weight__gte=1), name="channel_weight_positive")
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -103,6 +130,13 @@ class Channel(models.Model):
     @api_key.setter
     def api_key(self, plaintext: str) -> None:
         self.api_key_encrypted = encrypt(plaintext) if plaintext else ""
+
+    @property
+    def timeout(self) -> float:
+        return self.timeout_seconds or settings.UPSTREAM_TIMEOUT
+
+    def upstream_model(self, public_name: str) -> str:
+        return self.model_mapping.get(public_name, public_name)
 
 
 def new_task_id() -> str:
@@ -181,13 +215,23 @@ class TaskAttempt(models.Model):
     channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="attempts")
     number = models.PositiveSmallIntegerField()
     started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    first_token_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Streams: time to first token."
+    )
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["task", "number"], name="attempt_number_unique")]
+        indexes = [
+            models.Index(fields=["channel", "started_at"]),  # breaker windows, channel health pages
+            models.Index(
+                fields=["channel"], name="attempt_in_flight", condition=models.Q(finished_at__isnull=True)
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.task_id} #{self.number}"

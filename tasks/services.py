@@ -16,8 +16,8 @@ from foxgate.errors import InvalidParam, PermissionDenied, ServiceUnavailable
 from tasks.events import task_notify
 from tasks.model_rules import default_capabilities, rules_check
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
-from tasks.relays import RELAYS, Upstream, UpstreamError, UpstreamRequest, http_client, run_async
-from tasks.routing import channel_pick, channels_serving
+from tasks.relays import RELAYS, Relay, Upstream, UpstreamError, UpstreamRequest, http_client, run_async
+from tasks.routing import attempt_start, breaker_failure, breaker_success, channels_available
 from tasks.selectors import is_disabled, model_rules
 from tasks.serializers import messages_from
 from tenants.limits import limits_admit, limits_record, limits_settle
@@ -26,7 +26,8 @@ from tenants.services import SYSTEM, Actor, audit_record, credits_hold, credits_
 
 logger = logging.getLogger(__name__)
 
-PASS_THROUGH = ("top_p", "stop")  # sent to the upstream exactly as the caller gave them
+PASS_THROUGH = ("top_p", "stop")
+CHANNEL_BUSY_WAIT_SECONDS = 0.25  # sent to the upstream exactly as the caller gave them
 # A rough, deliberately generous input estimate for the credit hold; the charge uses reported usage.
 CHARS_PER_TOKEN = 3
 TOKENS_PER_IMAGE = 1_500
@@ -61,11 +62,12 @@ def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Admitted:
         "stop": validated.get("stop"),
     }
     request |= rules_check(model.name, rules, request, protocol=validated["protocol"])
-    if not channels_serving(model):
+    if not channels_available(model):
         raise ServiceUnavailable(f"No channel can serve model {model.name!r} right now.")
 
     input_tokens = estimate_input_tokens(request["messages"])
-    worst_case_output = request["max_tokens"] or rules.max_output_tokens or model.output_cap
+    request["output_cap"] = rules.max_output_tokens or model.output_cap
+    worst_case_output = request["max_tokens"] or request["output_cap"]
     reserved = price.cost(input_tokens=input_tokens, output_tokens=worst_case_output)
     # Per-minute token limits count what the caller asked for; settlement corrects it to actual usage.
     limit_tokens = input_tokens + (request["max_tokens"] or 0)
@@ -131,53 +133,75 @@ def task_claim(*, task_id: str) -> Task | None:
 
 
 def task_execute(*, task_id: str) -> None:
+    """Run a claimed task: call channels until one answers, at most MAX_ATTEMPTS calls, each on a channel
+    this task has not tried, within TASK_DEADLINE_SECONDS. A permanent error fails the task at once."""
     task = task_claim(task_id=task_id)
     if task is None:
         logger.info("task %s already claimed; skipping redelivery", task_id)
         return
-    channel = channel_pick(task.catalog_model)
-    if channel is None:
-        task_fail(task=task, code="all_platforms_exhausted", message="No enabled channel serves this model.")
+    deadline = time.monotonic() + settings.TASK_DEADLINE_SECONDS
+    tried: set[int] = set()
+    last_error: UpstreamError | None = None
+    while len(tried) < settings.MAX_ATTEMPTS and time.monotonic() < deadline:
+        attempt, busy = attempt_start(task=task, exclude=tried)
+        if attempt is None:
+            if busy:  # every channel left is at its max concurrency: wait for a slot
+                time.sleep(CHANNEL_BUSY_WAIT_SECONDS)
+                continue
+            break
+        tried.add(attempt.channel_id)
+        started = time.monotonic()
+        try:
+            completion = run_async(
+                upstream_complete(attempt.channel, upstream_request(task, attempt.channel))
+            )
+        except UpstreamError as error:
+            attempt_finish(attempt, started, error=error)
+            breaker_failure(attempt.channel, error)
+            if not error.retryable:
+                task_fail(task=task, code=error.code, message=error.message)
+                return
+            last_error = error
+            continue
+        attempt_finish(attempt, started)
+        breaker_success(attempt.channel)
+        task_complete(task=task, completion=completion)
         return
-    attempt = TaskAttempt.objects.create(task=task, channel=channel, number=1)
-    started = time.monotonic()
-    try:
-        completion = run_async(upstream_complete(channel, upstream_request(task)))
-    except UpstreamError as error:
-        attempt_finish(attempt, started, http_status=error.http_status, error=error)
-        task_fail(task=task, code=error.code, message=error.message)
-        return
-    attempt_finish(attempt, started, http_status=200)
-    task_complete(task=task, completion=completion)
+    tries = f"{len(tried)} channel{'s' if len(tried) != 1 else ''}"
+    reason = f"last error: {last_error.message}" if last_error else "no healthy channel serves this model"
+    task_fail(task=task, code="all_platforms_exhausted", message=f"Tried {tries}; {reason}")
 
 
-def upstream_request(task: Task) -> UpstreamRequest:
+def upstream_request(task: Task, channel: Channel) -> UpstreamRequest:
     request = task.request
     return UpstreamRequest(
-        model=task.catalog_model.name,
+        model=channel.upstream_model(task.catalog_model.name),
         messages=request["messages"],
         max_tokens=request.get("max_tokens"),
         temperature=request.get("temperature"),
         reasoning=request.get("reasoning"),
+        default_max_tokens=request.get("output_cap") or settings.DEFAULT_OUTPUT_CAP,
         extra={name: request[name] for name in PASS_THROUGH if request.get(name) is not None},
     )
 
 
+def relay_for(channel: Channel) -> Relay:
+    upstream = Upstream(base_url=channel.base_url, api_key=channel.api_key, timeout=channel.timeout)
+    return RELAYS[channel.provider](http_client(), upstream)
+
+
 async def upstream_complete(channel: Channel, request: UpstreamRequest) -> dict[str, Any]:
-    upstream = Upstream(base_url=channel.base_url, api_key=channel.api_key, timeout=settings.UPSTREAM_TIMEOUT)
-    relay = RELAYS[channel.provider](http_client(), upstream)
-    return await relay.complete(request)
+    return await relay_for(channel).complete(request)
 
 
-def attempt_finish(
-    attempt: TaskAttempt, started: float, *, http_status: int | None, error: UpstreamError | None = None
-) -> None:
+def attempt_finish(attempt: TaskAttempt, started: float, *, error: UpstreamError | None = None) -> None:
+    attempt.finished_at = timezone.now()
     attempt.latency_ms = round((time.monotonic() - started) * 1000)
-    attempt.http_status = http_status
+    attempt.http_status = 200 if error is None else error.http_status
     if error is not None:
         attempt.error_code = error.code
         attempt.error_message = error.message[:2000]
-    attempt.save(update_fields=["latency_ms", "http_status", "error_code", "error_message"])
+    attempt.save(update_fields=["finished_at", "latency_ms", "http_status", "error_code", "error_message"])
 
 
 def task_complete(*, task: Task, completion: dict[str, Any]) -> None:
@@ -297,10 +321,20 @@ def price_set(
 
 
 def channel_add(
-    *, name: str, provider: str, base_url: str, api_key: str, model_names: list[str], actor: Actor = SYSTEM
+    *,
+    name: str,
+    provider: str,
+    base_url: str,
+    api_key: str,
+    model_names: list[str],
+    actor: Actor = SYSTEM,
+    **routing: Any,
 ) -> Channel:
+    """A new channel; `routing` sets model_mapping, priority, weight, timeout_seconds or max_concurrency."""
     with transaction.atomic():
-        channel = Channel.objects.create(name=name, provider=provider, base_url=base_url, api_key=api_key)
+        channel = Channel.objects.create(
+            name=name, provider=provider, base_url=base_url, api_key=api_key, **routing
+        )
         for model_name in model_names:
             channel.served_models.add(model_get_or_create(name=model_name))
         audit_record(
@@ -308,6 +342,6 @@ def channel_add(
             action="channel.add",
             tenant=None,
             target=f"channel {name}",
-            details={"provider": provider, "base_url": base_url, "models": model_names},
+            details={"provider": provider, "base_url": base_url, "models": model_names, **routing},
         )
     return channel

@@ -1,19 +1,29 @@
-"""What every provider adapter shares: the normalized request, the one error type, the HTTP client.
+"""What every provider adapter shares: the normalized request, the one error type, the HTTP plumbing.
 
 Adapters never see tenants, keys or money. Each turns one `UpstreamRequest` into one upstream call and
-returns an OpenAI `chat.completion` dict, or raises `UpstreamError` saying whether a retry may help.
+returns an OpenAI `chat.completion` dict (`complete`) or yields `chat.completion.chunk` dicts (`stream`),
+or raises `UpstreamError` saying whether another attempt may succeed.
 """
 
 import asyncio
+import json
+import re
+import time
+import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
 from django.conf import settings
+from httpx_sse import EventSource, SSEError
 
 T = TypeVar("T")
+
+# Upstream error messages sometimes quote the credential they refused ("Incorrect API key provided: sk-…").
+_SECRET_LOOKING = re.compile(r"\b(sk-[A-Za-z0-9_\-*.]{6,}|AIza[0-9A-Za-z_\-]{10,}|xai-[A-Za-z0-9]{10,})")
 
 
 @dataclass(frozen=True)
@@ -23,7 +33,8 @@ class UpstreamRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     reasoning: bool | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # pass-through parameters such as top_p, stop
+    default_max_tokens: int = 4096  # for APIs that require max_tokens when the caller gave none
+    extra: dict[str, Any] = field(default_factory=dict)  # pass-through parameters: top_p, stop
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,8 @@ class UpstreamError(Exception):
     """An upstream call that did not produce a completion.
 
     `code` is the task error code of API.md (upstream_error, upstream_timeout, upstream_rejected,
-    content_filtered); `retryable` says whether another attempt, maybe on another channel, may succeed.
+    content_filtered); `retryable` says whether another attempt, on another channel, may succeed;
+    `auth_failure` says the channel's own credentials were refused, so the channel should be disabled.
     """
 
     def __init__(
@@ -50,6 +62,7 @@ class UpstreamError(Exception):
         retryable: bool,
         http_status: int | None = None,
         retry_after: float | None = None,
+        auth_failure: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -57,10 +70,14 @@ class UpstreamError(Exception):
         self.retryable = retryable
         self.http_status = http_status
         self.retry_after = retry_after
+        self.auth_failure = auth_failure
 
 
 def error_for_status(http_status: int, message: str, retry_after: str | None = None) -> UpstreamError:
-    """Classify an upstream HTTP error once, for every adapter."""
+    """Classify an upstream HTTP error once, for every adapter.
+
+    Retryable: 408, 409, 429 (with its Retry-After), 5xx and Anthropic's 529 overloaded. Permanent: the
+    other 4xx; 401 and 403 also mean the channel's key is bad."""
     retryable = http_status in (408, 409, 429) or http_status >= 500
     try:
         delay = float(retry_after) if retry_after else None
@@ -72,7 +89,16 @@ def error_for_status(http_status: int, message: str, retry_after: str | None = N
         retryable=retryable,
         http_status=http_status,
         retry_after=delay,
+        auth_failure=http_status in (401, 403),
     )
+
+
+def content_filtered(message: str) -> UpstreamError:
+    return UpstreamError(message, code="content_filtered", retryable=False)
+
+
+def malformed(message: str) -> UpstreamError:
+    return UpstreamError(f"upstream answer is malformed: {message}", code="upstream_error", retryable=True)
 
 
 class Relay(ABC):
@@ -84,10 +110,67 @@ class Relay(ABC):
     async def complete(self, request: UpstreamRequest) -> dict[str, Any]:
         """Make one upstream call and return an OpenAI `chat.completion` dict."""
 
+    @abstractmethod
+    def stream(self, request: UpstreamRequest) -> AsyncIterator[dict[str, Any]]:
+        """One streaming upstream call, yielding `chat.completion.chunk` dicts; the last carries usage."""
+
+    def redact(self, text: str) -> str:
+        """Text safe to store and show: the channel's key, and anything shaped like a key, masked."""
+        if self.upstream.api_key:
+            text = text.replace(self.upstream.api_key, "***")
+        return _SECRET_LOOKING.sub("***", text)
+
     async def post_json(self, url: str, *, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         """POST and return the JSON answer, turning every transport and HTTP failure into UpstreamError."""
-        try:
+        async with self._calling():
             response = await self.client.post(url, headers=headers, json=body, timeout=self.upstream.timeout)
+        await self._raise_for_status(response)
+        try:
+            answer = response.json()
+        except ValueError:
+            raise malformed("the body is not JSON") from None
+        if not isinstance(answer, dict):
+            raise malformed("the body is not a JSON object")
+        return answer
+
+    @asynccontextmanager
+    async def post_events(
+        self, url: str, *, headers: dict[str, str], body: dict[str, Any]
+    ) -> AsyncIterator[AsyncIterator[tuple[str, Any]]]:
+        """POST expecting server-sent events; yields an iterator of (event name, parsed JSON data).
+
+        `data: [DONE]` ends the iteration; a dropped connection or a malformed event raises UpstreamError."""
+        async with self._calling():
+            request = self.client.build_request(
+                "POST", url, headers=headers, json=body, timeout=self.upstream.timeout
+            )
+            response = await self.client.send(request, stream=True)
+        try:
+            await self._raise_for_status(response)
+            yield self._events(response)
+        finally:
+            await response.aclose()
+
+    async def _events(self, response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
+        async with self._calling():
+            try:
+                async for sse in EventSource(response).aiter_sse():
+                    if sse.data == "[DONE]":
+                        return
+                    if not sse.data:
+                        continue
+                    try:
+                        yield sse.event, json.loads(sse.data)
+                    except ValueError:
+                        raise malformed(f"an event's data is not JSON: {sse.data[:100]!r}") from None
+            except SSEError as error:
+                raise malformed(f"not an event stream ({error})") from None
+
+    @asynccontextmanager
+    async def _calling(self) -> AsyncIterator[None]:
+        """Transport failures as UpstreamError: timeouts, refused and dropped connections."""
+        try:
+            yield
         except httpx.TimeoutException as exc:
             raise UpstreamError(
                 f"upstream timed out after {self.upstream.timeout:g}s ({type(exc).__name__})",
@@ -98,26 +181,93 @@ class Relay(ABC):
             raise UpstreamError(
                 f"upstream connection failed: {type(exc).__name__}", code="upstream_error", retryable=True
             ) from exc
-        if response.status_code >= 400:
-            raise error_for_status(
-                response.status_code, _error_message(response), response.headers.get("Retry-After")
-            )
+
+    async def _raise_for_status(self, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        await response.aread()
+        message = self.redact(self.error_message(response))
+        raise error_for_status(response.status_code, message, response.headers.get("Retry-After"))
+
+    def error_message(self, response: httpx.Response) -> str:
+        """The provider's own error message from its error body (each provider nests it differently)."""
         try:
-            return response.json()
-        except ValueError as exc:
-            raise UpstreamError(
-                "upstream answered with a body that is not JSON", code="upstream_error", retryable=True
-            ) from exc
+            error = response.json().get("error")
+        except (ValueError, AttributeError):
+            return response.text[:300]
+        if isinstance(error, dict):
+            return str(error.get("message", error))[:300]
+        return str(error)[:300]
 
 
-def _error_message(response: httpx.Response) -> str:
-    try:
-        error = response.json().get("error")
-    except ValueError:
-        return response.text[:300]
-    if isinstance(error, dict):
-        return str(error.get("message", error))[:300]
-    return str(error)[:300]
+def completion(
+    *,
+    model: str,
+    content: str,
+    finish_reason: str | None,
+    usage: dict[str, Any],
+    reasoning: str = "",
+    response_id: str = "",
+) -> dict[str, Any]:
+    """An OpenAI `chat.completion` built from any provider's parts."""
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    return {
+        "id": response_id or f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
+        "usage": usage,
+    }
+
+
+def chunk(
+    *,
+    chunk_id: str,
+    model: str,
+    delta: dict[str, Any] | None = None,
+    finish_reason: str | None = None,
+    usage: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An OpenAI `chat.completion.chunk`; with `usage` and no delta, the usage-only last chunk."""
+    choices = (
+        []
+        if delta is None
+        else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+    )
+    body: dict[str, Any] = {
+        "id": chunk_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return body
+
+
+def usage(
+    *, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, reasoning_tokens: int = 0
+) -> dict[str, Any]:
+    """OpenAI's usage object, with the details other providers report mapped into it."""
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
+    }
+
+
+def data_uri_parts(url: str) -> tuple[str, str] | None:
+    """(media type, base64 payload) of a data URI, or None for a link."""
+    if not url.startswith("data:"):
+        return None
+    header, _, payload = url.partition(",")
+    return header[len("data:") :].split(";")[0], payload
 
 
 # One pooled client per worker process, on one event loop that lives as long as the process: jobs run

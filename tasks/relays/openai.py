@@ -1,36 +1,67 @@
-"""OpenAI-compatible chat completions: OpenAI, vLLM, Ollama, OpenRouter, DeepSeek and the like."""
+"""OpenAI-compatible chat completions: OpenAI, vLLM, Ollama, OpenRouter, DeepSeek and the like.
+
+The normalized request already is OpenAI's `messages`; video, audio and file parts go as the
+`video_url` / `audio_url` / `file_url` parts that vLLM and OpenRouter take."""
 
 import time
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
-from tasks.relays.base import Relay, UpstreamError, UpstreamRequest
+from tasks.relays.base import Relay, UpstreamRequest, content_filtered, malformed
+
+REASONING_EFFORT = "medium"  # what `reasoning: true` asks of models that take reasoning_effort
 
 
 class OpenAIRelay(Relay):
-    async def complete(self, request: UpstreamRequest) -> dict[str, Any]:
+    def body(self, request: UpstreamRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"model": request.model, "messages": request.messages, **request.extra}
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
         if request.temperature is not None:
             body["temperature"] = request.temperature
-        headers = {"Authorization": f"Bearer {self.upstream.api_key}"} if self.upstream.api_key else {}
-        answer = await self.post_json(
-            f"{self.upstream.base_url.rstrip('/')}/chat/completions", headers=headers, body=body
-        )
+        if request.reasoning:
+            body["reasoning_effort"] = REASONING_EFFORT
+        if stream:
+            body |= {"stream": True, "stream_options": {"include_usage": True}}
+        return body
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.upstream.api_key}"} if self.upstream.api_key else {}
+
+    @property
+    def url(self) -> str:
+        return f"{self.upstream.base_url.rstrip('/')}/chat/completions"
+
+    async def complete(self, request: UpstreamRequest) -> dict[str, Any]:
+        answer = await self.post_json(self.url, headers=self.headers(), body=self.body(request, stream=False))
         return chat_completion(answer, request.model)
 
+    async def stream(self, request: UpstreamRequest) -> AsyncIterator[dict[str, Any]]:
+        async with self.post_events(
+            self.url, headers=self.headers(), body=self.body(request, stream=True)
+        ) as events:
+            async for _, data in events:
+                if "error" in data:
+                    raise malformed(self.redact(str(data["error"].get("message", data["error"]))))
+                yield {**data, "object": "chat.completion.chunk", "model": data.get("model") or request.model}
 
-def chat_completion(answer: Any, model: str) -> dict[str, Any]:
+
+def chat_completion(answer: dict[str, Any], model: str) -> dict[str, Any]:
     """The upstream's answer as a complete `chat.completion`, or an error if it is not one."""
-    choices = answer.get("choices") if isinstance(answer, dict) else None
+    choices = answer.get("choices")
     if not choices or not isinstance(choices, list):
-        raise UpstreamError("upstream answer has no choices", code="upstream_error", retryable=True)
+        raise malformed("no choices")
+    if choices[0].get("finish_reason") == "content_filter" and not (choices[0].get("message") or {}).get(
+        "content"
+    ):
+        raise content_filtered("the upstream's content filter withheld the answer")
     usage = answer.get("usage") or {}
     prompt_tokens = int(usage.get("prompt_tokens") or 0)
     completion_tokens = int(usage.get("completion_tokens") or 0)
     return {
         **answer,
-        "id": answer.get("id") or f"chatcmpl-{int(time.time() * 1000)}",
+        "id": answer.get("id") or f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(answer.get("created") or time.time()),
         "model": answer.get("model") or model,

@@ -39,7 +39,7 @@ def test_sync_answers_as_soon_as_the_task_finishes(stack, stack_api):
 @pytest.mark.parametrize(
     ("knobs", "status", "code"),
     [
-        ({"status": 500}, 502, "upstream_error"),
+        ({"status": 500}, 503, "all_platforms_exhausted"),
         ({"status": 400}, 502, "upstream_rejected"),
     ],
 )
@@ -50,7 +50,9 @@ def test_sync_failure_answers_the_tasks_error(stack, stack_api, knobs, status, c
     )
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
-    assert response.json()["error"]["type"] == "upstream_error"
+    assert response.json()["error"]["type"] == (
+        "service_unavailable_error" if status == 503 else "upstream_error"
+    )
     task = stack_api.get(f"/v1/tasks/{response.headers['X-Task-Id']}").json()
     assert task["status"] == "failed" and task["error"]["code"] == code
 

@@ -78,7 +78,9 @@ def test_redelivered_job_never_calls_the_upstream_twice(api, openai_channel, fak
 
 
 @pytest.mark.parametrize(
-    ("status", "code"), [(500, "upstream_error"), (429, "upstream_error"), (400, "upstream_rejected")]
+    # retryable errors move on to other channels; with none left the task has exhausted them all
+    ("status", "code"),
+    [(500, "all_platforms_exhausted"), (429, "all_platforms_exhausted"), (400, "upstream_rejected")],
 )
 def test_upstream_error_fails_the_task_and_releases_its_hold(
     api, tenant, openai_channel, fake_openai, status, code
@@ -95,7 +97,8 @@ def test_upstream_error_fails_the_task_and_releases_its_hold(
     tenant.refresh_from_db()
     assert tenant.held == 0 and tenant.balance == Decimal(100)
     attempt = Task.objects.get(pk=task_id).attempts.get()
-    assert attempt.http_status == status and attempt.error_code == code and attempt.latency_ms is not None
+    assert attempt.http_status == status and attempt.latency_ms is not None
+    assert attempt.error_code == ("upstream_rejected" if status == 400 else "upstream_error")
 
 
 def test_upstream_timeout_fails_with_upstream_timeout(api, openai_channel, fake_openai, settings):
@@ -103,7 +106,9 @@ def test_upstream_timeout_fails_with_upstream_timeout(api, openai_channel, fake_
     fake_openai.configure(hang=True)
     task_id = submit(api, prompt="slow")
     task_run(task_id)
-    assert api.get(f"/v1/tasks/{task_id}").json()["error"]["code"] == "upstream_timeout"
+    error = api.get(f"/v1/tasks/{task_id}").json()["error"]
+    assert error["code"] == "all_platforms_exhausted" and "timed out" in error["message"]
+    assert Task.objects.get(pk=task_id).attempts.get().error_code == "upstream_timeout"
 
 
 def test_unreachable_upstream_fails_with_upstream_error(api, openai_channel):
@@ -111,7 +116,8 @@ def test_unreachable_upstream_fails_with_upstream_error(api, openai_channel):
     openai_channel.save()
     task_id = submit(api, prompt="nobody home")
     task_run(task_id)
-    assert api.get(f"/v1/tasks/{task_id}").json()["error"]["code"] == "upstream_error"
+    error = api.get(f"/v1/tasks/{task_id}").json()["error"]
+    assert error["code"] == "all_platforms_exhausted" and "connection failed" in error["message"]
 
 
 def test_the_channels_api_key_reaches_the_upstream(api, openai_channel, fake_openai):
