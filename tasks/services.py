@@ -158,7 +158,8 @@ def task_execute(*, task_id: str) -> None:
         except UpstreamError as error:
             attempt_finish(attempt, started, error=error)
             breaker_failure(attempt.channel, error)
-            if not error.retryable:
+            # A refused channel key is the channel's fault, not the request's: another channel may serve.
+            if not error.retryable and not error.auth_failure:
                 task_fail(task=task, code=error.code, message=error.message)
                 return
             last_error = error

@@ -86,7 +86,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
         web_port=free_port(),
         extra_web_ports=(free_port(),),
         fake_port=free_port(),
-        env={"DATABASE_URL": database_url, "FOXGATE_WORKERS": "4"},
+        env={"DATABASE_URL": database_url, "FOXGATE_WORKERS": "4", "FOXGATE_BREAKER_COOLDOWN_SECONDS": "2"},
         web_workers=2,
         log_dir=log_dir,
     ).start()

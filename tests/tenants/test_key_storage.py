@@ -1,19 +1,7 @@
 import pytest
-from django.db import connection
 
 from tasks.models import Task
-
-
-def database_dump() -> str:
-    """Every row of every table in the database, as text."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        tables = [row[0] for row in cursor.fetchall()]
-        rows = []
-        for table in tables:
-            cursor.execute(f'SELECT t::text FROM "{table}" t')  # noqa: S608 - names come from pg_tables
-            rows += [row[0] for row in cursor.fetchall()]
-    return "\n".join(rows)
+from tests.helpers import database_dump
 
 
 @pytest.mark.django_db
