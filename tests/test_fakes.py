@@ -173,6 +173,19 @@ def test_cut_after_makes_the_sdk_stream_raise(client: openai.OpenAI, fake: FakeO
     assert received == ["", "Echo:"]
 
 
+def test_error_after_ends_the_stream_with_an_error(client: openai.OpenAI, fake: FakeOpenAI) -> None:
+    fake.configure(error_after=1)
+    received: list[str] = []
+
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in client.chat.completions.create(model="m", messages=HELLO, stream=True):
+            received.append(chunk.choices[0].delta.content or "")
+
+    assert received == ["", "Echo:"]
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["type"] == "server_error"
+
+
 def test_hang_holds_until_the_client_gives_up(fake: FakeOpenAI) -> None:
     fake.configure(hang=True)
 

@@ -187,7 +187,13 @@ class Relay(ABC):
             return
         await response.aread()
         message = self.redact(self.error_message(response))
-        raise error_for_status(response.status_code, message, response.headers.get("Retry-After"))
+        error = error_for_status(response.status_code, message, response.headers.get("Retry-After"))
+        error.auth_failure = error.auth_failure or self.refused_credentials(response)
+        raise error
+
+    def refused_credentials(self, response: httpx.Response) -> bool:
+        """Whether an error that is not 401/403 still says the channel's key is bad (providers differ)."""
+        return False
 
     def error_message(self, response: httpx.Response) -> str:
         """The provider's own error message from its error body (each provider nests it differently)."""

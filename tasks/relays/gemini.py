@@ -102,6 +102,10 @@ class GeminiRelay(Relay):
                     yield chunk(chunk_id=chunk_id, model=model, delta={}, finish_reason=reason)
         yield chunk(chunk_id=chunk_id, model=model, usage=_usage(metadata))
 
+    def refused_credentials(self, response: httpx.Response) -> bool:
+        # Gemini answers a wrong key with 400 INVALID_ARGUMENT and the reason API_KEY_INVALID.
+        return response.status_code == 400 and "API_KEY_INVALID" in response.text
+
     def error_message(self, response: httpx.Response) -> str:
         try:
             error = response.json()

@@ -24,6 +24,7 @@ from .server import FakeProviderServer, FakeRequestHandler, InvalidRequest, Rout
 DEFAULT_MODEL = "fake-model"
 SYSTEM_FINGERPRINT = "fp_fake0penai"
 IMAGE_TOKENS = 85  # what OpenAI bills for a low-detail image
+STREAM_ERROR_STATUS = 500  # the error an error_after stream ends with
 ROLES = ("system", "developer", "user", "assistant", "tool")
 # video_url is not OpenAI's but vLLM's; gateways put it in the same OpenAI-dialect requests.
 # OpenAI's own part types, plus the URL parts vLLM and OpenRouter take for video, audio and files.
@@ -135,15 +136,22 @@ class FakeOpenAI(FakeProviderServer):
             exchange.drop_connection()
             return
         send_chunk({"role": "assistant", "content": "", "refusal": None})
-        for index, piece in enumerate(split_reply(reply, knobs.chunk_count)[: knobs.cut_after]):
+        pieces = split_reply(reply, knobs.chunk_count)
+        sent, ending = knobs.stream_ending(len(pieces))
+        for index, piece in enumerate(pieces[:sent]):
             if index and not self.sleep(knobs.chunk_interval):
                 exchange.drop_connection()
                 return
             send_chunk({"content": piece})
-        if knobs.cut_after is not None:
-            # Reaching here means the cut falls at or after the last piece: still never finish,
-            # so the client sees neither finish_reason nor [DONE].
+        # A cut or an error, even one falling after the last piece, means the stream never
+        # finishes: the client sees neither finish_reason nor [DONE].
+        if ending == "cut":
             exchange.drop_connection()
+            return
+        if ending == "error":
+            # OpenAI reports a failure mid-stream as a bare data line carrying its error body.
+            exchange.send_event(json.dumps(self.error_body(STREAM_ERROR_STATUS)))
+            exchange.end_stream()
             return
         send_chunk({}, finish_reason)
         if usage is not None:
@@ -153,14 +161,9 @@ class FakeOpenAI(FakeProviderServer):
         exchange.end_stream()
 
     def list_models(self, exchange: FakeRequestHandler, match: re.Match[str]) -> None:
-        seen = [
-            entry["body"]["model"]
-            for entry in self.requests
-            if isinstance(entry["body"], dict) and isinstance(entry["body"].get("model"), str)
-        ]
         models = [
             {"id": model, "object": "model", "created": 0, "owned_by": "fake-openai"}
-            for model in dict.fromkeys([DEFAULT_MODEL, *seen])
+            for model in dict.fromkeys([DEFAULT_MODEL, *self.requested_models()])
         ]
         exchange.send_json(200, {"object": "list", "data": models})
 
@@ -170,13 +173,18 @@ class FakeOpenAI(FakeProviderServer):
     )
 
 
-def echo(messages: list[dict[str, Any]]) -> str:
-    """The default reply: the last user message's text, and how many images it carried."""
-    last_user = next((message for message in reversed(messages) if message["role"] == "user"), {})
-    content = last_user.get("content")
+def echo(messages: list[dict[str, Any]], image_type: str = "image_url") -> str:
+    """The default reply: the last user message's text, and how many ``image_type`` parts it carried."""
+    content = last_user_content(messages)
     reply = f"Echo: {content_text(content)}"
-    images = sum(1 for part in _parts(content) if part["type"] == "image_url")
+    images = sum(1 for part in _parts(content) if part["type"] == image_type)
     return f"{reply} [images: {images}]" if images else reply
+
+
+def last_user_content(messages: list[dict[str, Any]]) -> Any:
+    """The content of the last user message, None when there is none."""
+    last_user = next((message for message in reversed(messages) if message["role"] == "user"), {})
+    return last_user.get("content")
 
 
 def count_prompt_tokens(messages: list[dict[str, Any]]) -> int:

@@ -3,8 +3,8 @@
 A fake answers through real sockets, exactly as a provider would, so the gateway's HTTP client,
 timeouts and stream parsing are exercised for real. Subclasses only declare their routes and wire
 formats; this module owns the behaviour knobs (latency, forced errors, stream pacing, dropped
-connections), request recording, and the ``/_fake/`` control endpoints that drive a fake running
-as a separate process.
+connections, in-stream errors), request recording, and the ``/_fake/`` control endpoints that drive
+a fake running as a separate process.
 """
 
 from __future__ import annotations
@@ -22,10 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 CONTROL_PREFIX = "/_fake/"
+
+StreamEnding = Literal["finish", "cut", "error"]
+"""A stream either finishes normally, has its connection cut, or ends with an in-stream error."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,10 @@ class Knobs:
     cut_after: int | None = field(
         default=None, metadata={"help": "drop the connection after this many stream content chunks"}
     )
+    error_after: int | None = field(
+        default=None,
+        metadata={"help": "end the stream with an in-stream error after this many content chunks"},
+    )
     hang: bool = field(
         default=False, metadata={"help": "never answer; hold the request until the client gives up"}
     )
@@ -71,6 +78,18 @@ class Knobs:
             raise ValueError(f"knob 'status' must be an HTTP error status (400-599), got {self.status}")
         if self.chunk_count == 0:
             raise ValueError("knob 'chunk_count' must be at least 1")
+
+    def stream_ending(self, chunks: int) -> tuple[int, StreamEnding]:
+        """How many of a stream's ``chunks`` content chunks to send, and how the stream then ends.
+
+        ``cut_after`` wins over an ``error_after`` at the same or a later chunk. Both apply even past
+        the last chunk: the stream then never finishes normally.
+        """
+        if self.cut_after is not None and (self.error_after is None or self.cut_after <= self.error_after):
+            return min(chunks, self.cut_after), "cut"
+        if self.error_after is not None:
+            return min(chunks, self.error_after), "error"
+        return chunks, "finish"
 
 
 def _scalar_type(hint: Any) -> type:
@@ -135,6 +154,8 @@ class FakeRequestHandler(BaseHTTPRequestHandler):
     """The body parsed as JSON, or None when it is empty or not JSON."""
     knobs: Knobs
     """The knobs in force for this request, fixed when it arrived."""
+    response_headers: dict[str, str]
+    """Extra headers for every answer to this request (``send_json`` and ``start_stream``)."""
 
     def setup(self) -> None:
         super().setup()
@@ -144,6 +165,7 @@ class FakeRequestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         self.route_path = urlsplit(self.path).path
+        self.response_headers = {}
         length = int(self.headers.get("Content-Length") or 0)
         # Always drain the body, even when rejecting, or the next request on this keep-alive
         # connection would be parsed from its leftovers.
@@ -164,7 +186,7 @@ class FakeRequestHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
+        for name, value in {**self.response_headers, **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
@@ -175,6 +197,8 @@ class FakeRequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
+        for name, value in self.response_headers.items():
+            self.send_header(name, value)
         self.end_headers()
 
     def write_chunk(self, data: bytes) -> None:
@@ -296,6 +320,15 @@ class FakeProviderServer:
     def clear_requests(self) -> None:
         with self._lock:
             self._requests.clear()
+
+    def requested_models(self) -> list[str]:
+        """The models named by the requests received so far, each once, in order of first use."""
+        models = [
+            entry["body"]["model"]
+            for entry in self.requests
+            if isinstance(entry["body"], dict) and isinstance(entry["body"].get("model"), str)
+        ]
+        return list(dict.fromkeys(models))
 
     def sleep(self, seconds: float) -> bool:
         """Wait like time.sleep but wake when the server stops; returns whether it is still running."""
