@@ -5,6 +5,12 @@ import httpx
 from django.core.management import call_command
 from django.db import connection
 
+# A real 1x1 PNG, as a data URI.
+PNG_DATA_URI = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+    "YPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
 
 def run_command(*args: str) -> str:
     """Run a management command in-process and return what it printed."""

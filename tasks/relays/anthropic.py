@@ -75,7 +75,7 @@ class AnthropicRelay(Relay):
             content="".join(b.get("text", "") for b in blocks if b.get("type") == "text"),
             reasoning="".join(b.get("thinking", "") for b in blocks if b.get("type") == "thinking"),
             finish_reason=FINISH_REASONS.get(answer.get("stop_reason"), "stop"),
-            usage=_usage(answer["usage"], answer["usage"].get("output_tokens", 0)),
+            usage=anthropic_usage(answer["usage"], answer["usage"].get("output_tokens", 0)),
             response_id=answer.get("id", ""),
         )
 
@@ -106,7 +106,7 @@ class AnthropicRelay(Relay):
                     reason = FINISH_REASONS.get(data.get("delta", {}).get("stop_reason"), "stop")
                     yield chunk(chunk_id=chunk_id, model=model, delta={}, finish_reason=reason)
                     output_tokens = data.get("usage", {}).get("output_tokens", 0)
-                    yield chunk(chunk_id=chunk_id, model=model, usage=_usage(started, output_tokens))
+                    yield chunk(chunk_id=chunk_id, model=model, usage=anthropic_usage(started, output_tokens))
                 elif kind == "error":
                     raise self._stream_error(data.get("error", {}))
                 # ping, content_block_start/stop and message_stop carry nothing a chunk needs
@@ -124,7 +124,7 @@ class AnthropicRelay(Relay):
             return super().error_message(response)
 
 
-def _usage(start: dict[str, Any], output_tokens: int) -> dict[str, Any]:
+def anthropic_usage(start: dict[str, Any], output_tokens: int) -> dict[str, Any]:
     """Anthropic counts cached input apart from input; OpenAI's prompt tokens include it."""
     cache_read = start.get("cache_read_input_tokens") or 0
     cache_write = start.get("cache_creation_input_tokens") or 0

@@ -5,13 +5,9 @@ import pytest
 
 from tasks.models import Task
 from tenants.models import LedgerEntry, Tenant
+from tests.helpers import PNG_DATA_URI
 
 pytestmark = pytest.mark.django_db
-
-PNG_DATA_URI = (
-    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
-    "YPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
-)
 
 
 def submit(api, body, **kwargs):

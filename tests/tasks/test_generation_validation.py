@@ -18,16 +18,13 @@ from rest_framework.test import APIClient
 from tasks.models import Model, Task
 from tasks.services import channel_add, price_set
 from tenants.models import LedgerEntry, ModelRuleOverride, Tenant
+from tests.helpers import PNG_DATA_URI as PNG
 
 pytestmark = pytest.mark.django_db
 
 URL = "/v1/llm/generations"
 INVALID = "invalid_request_error"
 
-PNG = (
-    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
-    "YPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
-)
 MP4 = "data:video/mp4;base64,AAAAIGZ0eXBpc29tAAACAGlzb21pc28y"
 MP3 = "data:audio/mpeg;base64,SUQzBAAAAAAAI1RTU0UAAAAPAAADTGF2ZjU4"
 PDF = "data:application/pdf;base64,JVBERi0xLjQK"

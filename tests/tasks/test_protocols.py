@@ -3,14 +3,10 @@
 import pytest
 from openai.types.chat import ChatCompletion
 
+from tests.helpers import PNG_DATA_URI as PNG
 from tests.helpers import poll_until_finished, upstream_requests
 
 pytestmark = pytest.mark.e2e
-
-PNG = (
-    "data:image/png;base64,"
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
-)
 
 
 def run(stack, client, body: dict) -> tuple[ChatCompletion, dict]:
