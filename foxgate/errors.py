@@ -131,7 +131,10 @@ class InternalError(ApiError):
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's exception handler hook: every exception raised under /v1/ ends here."""
     error = as_api_error(exc)
-    response = Response(error.envelope(), status=error.status_code, headers=error.headers)
+    # Always JSON, whatever the client accepts: an event-stream client's refusal is still an envelope.
+    response = Response(
+        error.envelope(), status=error.status_code, headers=error.headers, content_type="application/json"
+    )
     if error.status_code == status.HTTP_401_UNAUTHORIZED:
         response["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, exceptions.APIException):

@@ -1,10 +1,13 @@
-"""Task events over PostgreSQL LISTEN/NOTIFY.
+"""Task events over PostgreSQL LISTEN/NOTIFY: task state changes and stream chunks.
 
-The worker publishes with `task_notify` inside the transaction that changes the task, so the event is
-delivered exactly when the change is visible. Each web process holds one LISTEN connection (per event
-loop) and fans notifications out in memory to every waiting request. A waiter never relies on a
-notification alone: it re-reads the database after subscribing, whenever it is woken, and at a slow
-safety interval, so a notification lost to a dropped connection delays it but never hangs it.
+Publishers (the worker cluster) notify inside the transaction that makes the change, so an event is
+delivered exactly when the change is visible. A stream chunk's notification carries the chunk itself when
+it fits PostgreSQL's 8000-byte payload limit, so waiting clients get it from memory.
+
+Each web process holds one LISTEN connection (per event loop) and fans notifications out in memory to its
+subscriptions: sync requests and SSE clients. No waiter relies on a notification alone: each re-reads the
+database after subscribing, whenever it sees a gap, and at a slow safety interval, so a notification lost
+to a dropped connection delays it but never hangs it or loses a chunk.
 """
 
 import asyncio
@@ -22,15 +25,23 @@ logger = logging.getLogger(__name__)
 CHANNEL = "foxgate_tasks"
 RECONNECT_SECONDS = 1.0
 CONNECT_WAIT_SECONDS = 2.0
+PAYLOAD_LIMIT = 7900  # bytes; PostgreSQL refuses notification payloads of 8000 or more
 
 
 def task_notify(task_id: str) -> None:
-    """Tell every web process that the task changed; delivered when the current transaction commits."""
+    """Tell every web process that the task's state changed; delivered when the transaction commits."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, task_id])
 
 
-def _conninfo() -> dict[str, Any]:
+def chunk_payload(task_id: str, seq: int, data: str) -> str:
+    """The notification for a stored chunk: with the chunk itself when it fits."""
+    payload = f"{task_id} {seq} {data}"
+    return payload if len(payload.encode()) <= PAYLOAD_LIMIT else f"{task_id} {seq}"
+
+
+def conninfo() -> dict[str, Any]:
+    """libpq parameters of Django's database, for connections Django does not manage."""
     db = connection.settings_dict
     params = {
         "dbname": db["NAME"],
@@ -44,45 +55,68 @@ def _conninfo() -> dict[str, Any]:
     }
 
 
-class Listener:
-    """One LISTEN connection and the waiters it wakes, bound to one event loop."""
+class Subscription:
+    """What one waiter has heard about one task since it last looked."""
 
     def __init__(self) -> None:
-        self.waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self.wake = asyncio.Event()
+        self.chunks: dict[int, str] = {}  # seq → chunk JSON, from notifications
+        self.heard_of: int = -1  # the highest chunk seq announced, carried or not
+        self.changed = False  # the task's state changed (it finished), or the listener reconnected
+
+    def hear(self, payload: str) -> None:
+        parts = payload.split(" ", 2)
+        if len(parts) == 1:
+            self.changed = True
+        else:
+            seq = int(parts[1])
+            self.heard_of = max(self.heard_of, seq)
+            if len(parts) == 3:
+                self.chunks[seq] = parts[2]
+        self.wake.set()
+
+    def missed_something(self) -> None:
+        self.changed = True
+        self.wake.set()
+
+
+class Listener:
+    """One LISTEN connection and the subscriptions it feeds, bound to one event loop."""
+
+    def __init__(self) -> None:
+        self.subscriptions: dict[str, set[Subscription]] = defaultdict(set)
         self.listening = asyncio.Event()
         self.runner = asyncio.get_running_loop().create_task(self._run(), name="foxgate-task-listener")
 
     async def _run(self) -> None:
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(**_conninfo(), autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(**conninfo(), autocommit=True)
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.listening.set()
-                    self._wake_all()  # whatever happened while we were not listening: re-read
+                    self._everyone_missed_something()  # what happened while we were not listening
                     async for notify in conn.notifies():
-                        self._wake(notify.payload)
+                        task_id = notify.payload.split(" ", 1)[0]
+                        for subscription in self.subscriptions.get(task_id, ()):
+                            subscription.hear(notify.payload)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("task event listener lost its connection; reconnecting")
             self.listening.clear()
-            self._wake_all()
+            self._everyone_missed_something()
             await asyncio.sleep(RECONNECT_SECONDS)
 
-    def _wake(self, task_id: str) -> None:
-        for event in self.waiters.get(task_id, ()):
-            event.set()
-
-    def _wake_all(self) -> None:
-        for events in self.waiters.values():
-            for event in events:
-                event.set()
+    def _everyone_missed_something(self) -> None:
+        for subscriptions in self.subscriptions.values():
+            for subscription in subscriptions:
+                subscription.missed_something()
 
     @asynccontextmanager
-    async def subscribe(self, task_id: str) -> AsyncIterator[asyncio.Event]:
-        event = asyncio.Event()
-        self.waiters[task_id].add(event)
+    async def subscribe(self, task_id: str) -> AsyncIterator[Subscription]:
+        subscription = Subscription()
+        self.subscriptions[task_id].add(subscription)
         try:
             # Listen before the caller's first read, so nothing between that read and now is missed.
             # If the database is unreachable the caller still re-reads at its safety interval.
@@ -90,11 +124,11 @@ class Listener:
                 await asyncio.wait_for(self.listening.wait(), CONNECT_WAIT_SECONDS)
             except TimeoutError:
                 logger.warning("task event listener not connected; waiting on re-reads only")
-            yield event
+            yield subscription
         finally:
-            self.waiters[task_id].discard(event)
-            if not self.waiters[task_id]:
-                del self.waiters[task_id]
+            self.subscriptions[task_id].discard(subscription)
+            if not self.subscriptions[task_id]:
+                del self.subscriptions[task_id]
 
 
 _listeners: dict[asyncio.AbstractEventLoop, Listener] = {}
@@ -109,3 +143,42 @@ def listener() -> Listener:
             del _listeners[old_loop]
         found = _listeners[loop] = Listener()
     return found
+
+
+class ChunkWriter:
+    """Stores a task's stream chunks and announces each, from the worker's event loop.
+
+    Its own async connection, in autocommit: each chunk is one statement that inserts it and notifies,
+    so the notification goes out exactly when the chunk is readable."""
+
+    PROGRESS_EVERY = 5  # chunks between progress updates
+
+    def __init__(self, task_id: str, *, next_seq: int, expected_tokens: int) -> None:
+        self.task_id = task_id
+        self.next_seq = next_seq
+        self.expected_tokens = max(1, expected_tokens)
+        self.conn: psycopg.AsyncConnection | None = None
+
+    async def __aenter__(self) -> "ChunkWriter":
+        self.conn = await psycopg.AsyncConnection.connect(**conninfo(), autocommit=True)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+    async def write(self, data: str, *, delivered_tokens: int) -> None:
+        assert self.conn is not None
+        seq = self.next_seq
+        await self.conn.execute(
+            "WITH stored AS (INSERT INTO tasks_streamchunk (task_id, seq, data, created_at) "
+            "VALUES (%s, %s, %s, clock_timestamp()) RETURNING 1) SELECT pg_notify(%s, %s) FROM stored",
+            [self.task_id, seq, data, CHANNEL, chunk_payload(self.task_id, seq, data)],
+        )
+        self.next_seq += 1
+        if seq % self.PROGRESS_EVERY == 0:
+            progress = min(99, 1 + (98 * delivered_tokens) // self.expected_tokens)
+            await self.conn.execute(
+                "UPDATE tasks_task SET progress = %s WHERE id = %s AND progress < %s",
+                [progress, self.task_id, progress],
+            )

@@ -3,8 +3,13 @@
 A job may be delivered more than once (a worker that timed out is retried), so each must be idempotent.
 """
 
-from tasks.services import task_execute
+from tasks.services import stream_chunks_expire, task_execute
 
 
 def task_run(task_id: str) -> None:
     task_execute(task_id=task_id)
+
+
+def stream_chunks_expire_job() -> int:
+    """Delete the chunks of streams that ended more than STREAM_RETENTION_SECONDS ago."""
+    return stream_chunks_expire()

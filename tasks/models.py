@@ -235,3 +235,19 @@ class TaskAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_id} #{self.number}"
+
+
+class StreamChunk(models.Model):
+    """One `chat.completion.chunk` of a streamed task, numbered from 0, kept for replay and resumption
+    until STREAM_RETENTION_SECONDS after the task ends."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.PositiveIntegerField()
+    data = models.TextField(help_text="The chunk's JSON, exactly as sent to clients.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "seq"], name="chunk_seq_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} #{self.seq}"

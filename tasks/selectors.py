@@ -65,15 +65,16 @@ async def task_wait(*, task_id: str, timeout: float) -> Task:
     and every RECHECK_SECONDS, so a lost notification costs a few seconds, never a hang."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    async with listener().subscribe(task_id) as changed:
+    async with listener().subscribe(task_id) as heard:
         while True:
-            changed.clear()
+            heard.wake.clear()
+            heard.chunks.clear()  # a sync waiter wants the end, not the chunks
             task = await Task.objects.aget(pk=task_id)
             remaining = deadline - loop.time()
             if task.is_finished or remaining <= 0:
                 return task
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), min(RECHECK_SECONDS, remaining))
+                await asyncio.wait_for(heard.wake.wait(), min(RECHECK_SECONDS, remaining))
 
 
 def task_as_api(task: Task) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """Workflows of a task: admission in the web tier, execution in the worker cluster."""
 
+import json
 import logging
 import math
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,9 +15,10 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from foxgate.errors import InvalidParam, PermissionDenied, ServiceUnavailable
-from tasks.events import task_notify
+from tasks.calls import CallOutcome, StreamAssembly
+from tasks.events import ChunkWriter, task_notify
 from tasks.model_rules import default_capabilities, rules_check
-from tasks.models import Channel, Model, Price, Task, TaskAttempt
+from tasks.models import Channel, Model, Price, StreamChunk, Task, TaskAttempt
 from tasks.relays import RELAYS, Relay, Upstream, UpstreamError, UpstreamRequest, http_client, run_async
 from tasks.routing import attempt_start, breaker_failure, breaker_success, channels_available
 from tasks.selectors import is_disabled, model_rules
@@ -134,7 +137,8 @@ def task_claim(*, task_id: str) -> Task | None:
 
 def task_execute(*, task_id: str) -> None:
     """Run a claimed task: call channels until one answers, at most MAX_ATTEMPTS calls, each on a channel
-    this task has not tried, within TASK_DEADLINE_SECONDS. A permanent error fails the task at once."""
+    this task has not tried, within TASK_DEADLINE_SECONDS. A permanent error fails the task at once, and so
+    does any error once streamed output has reached clients (they cannot be given a second answer)."""
     task = task_claim(task_id=task_id)
     if task is None:
         logger.info("task %s already claimed; skipping redelivery", task_id)
@@ -151,23 +155,36 @@ def task_execute(*, task_id: str) -> None:
             break
         tried.add(attempt.channel_id)
         started = time.monotonic()
-        try:
-            completion = run_async(
-                upstream_complete(attempt.channel, upstream_request(task, attempt.channel))
+        request = upstream_request(task, attempt.channel)
+        outcome = run_async(
+            upstream_stream(task, attempt.channel, request)
+            if task.stream
+            else upstream_complete(attempt.channel, request)
+        )
+        attempt_finish(attempt, started, outcome)
+        error = outcome.error
+        if error is None:
+            breaker_success(attempt.channel)
+            _task_finish(
+                task,
+                status=Task.Status.COMPLETED,
+                result=outcome.completion,
+                usage=outcome.usage,
+                delivered_tokens=outcome.delivered_tokens,
             )
-        except UpstreamError as error:
-            attempt_finish(attempt, started, error=error)
-            breaker_failure(attempt.channel, error)
-            # A refused channel key is the channel's fault, not the request's: another channel may serve.
-            if not error.retryable and not error.auth_failure:
-                task_fail(task=task, code=error.code, message=error.message)
-                return
-            last_error = error
-            continue
-        attempt_finish(attempt, started)
-        breaker_success(attempt.channel)
-        task_complete(task=task, completion=completion)
-        return
+            return
+        breaker_failure(attempt.channel, error)
+        # A refused channel key is the channel's fault, not the request's: another channel may serve.
+        if outcome.delivered_tokens or (not error.retryable and not error.auth_failure):
+            task_fail(
+                task=task,
+                code=error.code,
+                message=error.message,
+                usage=outcome.usage,
+                delivered_tokens=outcome.delivered_tokens,
+            )
+            return
+        last_error = error
     tries = f"{len(tried)} channel{'s' if len(tried) != 1 else ''}"
     reason = f"last error: {last_error.message}" if last_error else "no healthy channel serves this model"
     task_fail(task=task, code="all_platforms_exhausted", message=f"Tried {tries}; {reason}")
@@ -191,22 +208,49 @@ def relay_for(channel: Channel) -> Relay:
     return RELAYS[channel.provider](http_client(), upstream)
 
 
-async def upstream_complete(channel: Channel, request: UpstreamRequest) -> dict[str, Any]:
-    return await relay_for(channel).complete(request)
+async def upstream_complete(channel: Channel, request: UpstreamRequest) -> CallOutcome:
+    try:
+        completion = await relay_for(channel).complete(request)
+    except UpstreamError as error:
+        return CallOutcome(error=error)
+    return CallOutcome(completion=completion, usage=completion["usage"])
 
 
-def attempt_finish(attempt: TaskAttempt, started: float, *, error: UpstreamError | None = None) -> None:
+async def upstream_stream(task: Task, channel: Channel, request: UpstreamRequest) -> CallOutcome:
+    """Stream from the upstream, storing and announcing each chunk as it comes; the ChatCompletion is
+    assembled from the chunks. Numbering continues after chunks an earlier attempt already stored."""
+    stored = await StreamChunk.objects.filter(task_id=task.id).acount()
+    assembly = StreamAssembly(started=time.monotonic())
+    expected = request.max_tokens or request.default_max_tokens
+    async with ChunkWriter(task.id, next_seq=stored, expected_tokens=expected) as writer:
+        try:
+            async for chunk in relay_for(channel).stream(request):
+                assembly.add(chunk)
+                await writer.write(json.dumps(chunk, separators=(",", ":")), delivered_tokens=assembly.tokens)
+        except UpstreamError as error:
+            return assembly.outcome(error)
+    return assembly.outcome(None)
+
+
+def attempt_finish(attempt: TaskAttempt, started: float, outcome: CallOutcome) -> None:
+    error = outcome.error
     attempt.finished_at = timezone.now()
     attempt.latency_ms = round((time.monotonic() - started) * 1000)
+    attempt.first_token_ms = outcome.first_token_ms
     attempt.http_status = 200 if error is None else error.http_status
     if error is not None:
         attempt.error_code = error.code
         attempt.error_message = error.message[:2000]
-    attempt.save(update_fields=["finished_at", "latency_ms", "http_status", "error_code", "error_message"])
-
-
-def task_complete(*, task: Task, completion: dict[str, Any]) -> None:
-    _task_finish(task, status=Task.Status.COMPLETED, result=completion, usage=completion["usage"])
+    attempt.save(
+        update_fields=[
+            "finished_at",
+            "latency_ms",
+            "first_token_ms",
+            "http_status",
+            "error_code",
+            "error_message",
+        ]
+    )
 
 
 def task_fail(
@@ -260,6 +304,14 @@ def _task_finish(
         if task.is_finished:
             return
         cost, basis, tokens = task_charge(task, usage=usage, delivered_tokens=delivered_tokens)
+        if result is not None and usage is None:
+            # A stream that ended without reporting usage: show what it was charged for.
+            input_tokens = tokens - delivered_tokens
+            result["usage"] = {
+                "prompt_tokens": input_tokens,
+                "completion_tokens": delivered_tokens,
+                "total_tokens": tokens,
+            }
         credits_settle(task=task, cost=cost, basis=basis)
         limits_settle(task=task, tokens=tokens)
         task.status = status
@@ -346,3 +398,9 @@ def channel_add(
             details={"provider": provider, "base_url": base_url, "models": model_names, **routing},
         )
     return channel
+
+
+def stream_chunks_expire() -> int:
+    cutoff = timezone.now() - timedelta(seconds=settings.STREAM_RETENTION_SECONDS)
+    deleted, _ = StreamChunk.objects.filter(task__finished_at__lt=cutoff).delete()
+    return deleted

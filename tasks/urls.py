@@ -5,6 +5,9 @@ from tasks import views
 
 urlpatterns = [
     path("llm/generations", views.GenerationCreateApi.as_view(), name="generation-create"),
+    path(
+        "llm/generations/<str:task_id>/stream", views.GenerationStreamApi.as_view(), name="generation-stream"
+    ),
     path("tasks/<str:task_id>", views.TaskDetailApi.as_view(), name="task-detail"),
     path("configs/llm_generations_models", views.GenerationModelListApi.as_view(), name="generation-models"),
     path("models", views.ModelListApi.as_view(), name="models"),

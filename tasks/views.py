@@ -4,8 +4,10 @@ every failure is raised and turned into the error envelope by foxgate.errors."""
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,6 +18,7 @@ from tasks.models import Task
 from tasks.selectors import models_available, task_as_api, task_get, task_wait
 from tasks.serializers import GenerationRequestSerializer
 from tasks.services import task_submit
+from tasks.streaming import EventStreamRenderer, stream_check, task_events
 from tenants.selectors import credits_summary
 
 ERRORS = {
@@ -25,7 +28,8 @@ ERRORS = {
         401: "missing_api_key, invalid_api_key, expired_api_key",
         402: "insufficient_balance, budget_exceeded",
         403: "model_not_allowed, ip_not_allowed, tenant_suspended",
-        404: "task_not_found",
+        404: "task_not_found, stream_not_found",
+        410: "stream_expired",
         413: "request_too_large",
         422: "invalid_param, model_not_found, model_rule_violation, invalid_image_url",
         429: "rate_limit_exceeded, concurrency_limit_exceeded, token_limit_exceeded",
@@ -42,6 +46,8 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
 
 
 class GenerationCreateApi(AsyncAPIView):
+    renderer_classes = (JSONRenderer, EventStreamRenderer)  # sync streams answer text/event-stream
+
     @extend_schema(
         operation_id="generation_create",
         summary="Submit a generation",
@@ -58,13 +64,13 @@ class GenerationCreateApi(AsyncAPIView):
     async def post(self, request: Request) -> Response:
         serializer = GenerationRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        if serializer.validated_data["sync"] and serializer.validated_data["stream"]:
-            raise InvalidParam("sync streaming is not available yet; use stream without sync", param="stream")
         admitted = await sync_to_async(task_submit)(api_key=request.user, validated=serializer.validated_data)
         task = admitted.task
         headers = {"X-Task-Id": task.id, **admitted.headers}
         if not task.sync:
             return Response(task_as_api(task), headers=headers)
+        if task.stream:
+            return event_stream(task.id, offset=0, headers=headers)
         # The task runs in the worker cluster whatever happens here: if this client goes away, the
         # wait is cancelled and the result stays available from GET /v1/tasks/{id}.
         task = await task_wait(task_id=task.id, timeout=settings.SYNC_WAIT_SECONDS)
@@ -82,6 +88,54 @@ class GenerationCreateApi(AsyncAPIView):
         for header, value in headers.items():
             response[header] = value
         return response
+
+
+class GenerationStreamApi(AsyncAPIView):
+    renderer_classes = (JSONRenderer, EventStreamRenderer)
+
+    @extend_schema(
+        operation_id="generation_stream",
+        summary="Stream a task's chunks as server-sent events",
+        description="`chunk` events (OpenAI chat.completion.chunk, with `id:` lines), then `done` "
+        '(`{"total_chunks": N}`) or `error` (`{"message", "code"}`). Resume with `?offset=N` or '
+        "`Last-Event-ID`. Keep-alive comments while the upstream is silent.",
+        parameters=[OpenApiParameter("offset", int, description="the first chunk to send (default 0)")],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(str, description="the event stream"),
+            **errors(401, 404, 410, 422, 500),
+        },
+    )
+    async def get(self, request: Request, task_id: str) -> StreamingHttpResponse:
+        task = await sync_to_async(task_get)(tenant=request.auth, task_id=task_id)
+        stream_check(task)
+        return event_stream(task.id, offset=stream_offset(request))
+
+
+def stream_offset(request: Request) -> int:
+    """Where a client resumes: `?offset=N` (the next chunk it wants), else `Last-Event-ID` + 1."""
+    offset = request.query_params.get("offset")
+    if offset is not None:
+        if not offset.isdigit():
+            raise InvalidParam("offset must be a whole number of chunks", param="offset")
+        return int(offset)
+    last_seen = request.headers.get("Last-Event-ID", "")
+    if last_seen:
+        if not last_seen.isdigit():
+            raise InvalidParam("Last-Event-ID must be the id of a chunk event", param="Last-Event-ID")
+        return int(last_seen) + 1
+    return 0
+
+
+def event_stream(
+    task_id: str, *, offset: int, headers: dict[str, str] | None = None
+) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(task_events(task_id, offset=offset), content_type="text/event-stream")
+    # No caching, and no buffering by nginx-style proxies: each event must go out as it is written.
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    for header, value in (headers or {}).items():
+        response[header] = value
+    return response
 
 
 class TaskDetailApi(APIView):

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from foxgate.stack import Stack
 from tasks.services import channel_add, price_set
 from tenants.services import IssuedKey, apikey_issue, tenant_create
+from tests.helpers import tenant_client
 
 
 def free_port() -> int:
@@ -86,7 +87,12 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
         web_port=free_port(),
         extra_web_ports=(free_port(),),
         fake_port=free_port(),
-        env={"DATABASE_URL": database_url, "FOXGATE_WORKERS": "4", "FOXGATE_BREAKER_COOLDOWN_SECONDS": "2"},
+        env={
+            "DATABASE_URL": database_url,
+            "FOXGATE_WORKERS": "4",
+            "FOXGATE_BREAKER_COOLDOWN_SECONDS": "2",
+            "FOXGATE_STREAM_KEEPALIVE_SECONDS": "1",
+        },
         web_workers=2,
         log_dir=log_dir,
     ).start()
@@ -115,7 +121,6 @@ def stack_db(stack, transactional_db):
 def stack_api(stack, stack_db):
     """An HTTP client of the running stack, with a key of a tenant holding 10 credits, and
     `fake-model` (every capability) served by the stack's fake provider, whose record is emptied."""
-    tenant = tenant_create(slug="e2e", credits=Decimal(10))
     price_set(
         model_name="fake-model",
         input_per_million=Decimal(1),
@@ -131,9 +136,7 @@ def stack_api(stack, stack_db):
     )
     httpx.post(f"{stack.fake_url}/_fake/reset")
     httpx.delete(f"{stack.fake_url}/_fake/requests")
-    secret = apikey_issue(tenant=tenant).secret
-    headers = {"Authorization": f"Bearer {secret}"}
-    with httpx.Client(base_url=stack.web_url, headers=headers, timeout=30) as client:
+    with tenant_client(stack, "e2e") as client:
         yield client
 
 

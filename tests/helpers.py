@@ -1,4 +1,7 @@
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
 from io import StringIO
 
 import httpx
@@ -44,3 +47,15 @@ def database_dump() -> str:
             cursor.execute(f'SELECT t::text FROM "{table}" t')  # noqa: S608 - names come from pg_tables
             rows += [row[0] for row in cursor.fetchall()]
     return "\n".join(rows)
+
+
+@contextmanager
+def tenant_client(stack, slug: str, credits: Decimal = Decimal(10), **key_settings) -> Iterator[httpx.Client]:
+    """An HTTP client of the running stack, authenticated with a new key of a new tenant."""
+    from tenants.services import apikey_issue, tenant_create
+
+    secret = apikey_issue(tenant=tenant_create(slug=slug, credits=credits), **key_settings).secret
+    with httpx.Client(
+        base_url=stack.web_url, headers={"Authorization": f"Bearer {secret}"}, timeout=30
+    ) as client:
+        yield client

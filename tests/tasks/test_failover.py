@@ -5,15 +5,13 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
-import httpx
 import pytest
 from django.utils import timezone
 
 from tasks.models import Channel, Task
 from tasks.services import channel_add, price_set
-from tenants.services import apikey_issue, tenant_create
 from tests.fakes.openai import FakeOpenAI
-from tests.helpers import database_dump, poll_until_finished
+from tests.helpers import database_dump, poll_until_finished, tenant_client
 
 pytestmark = pytest.mark.e2e
 
@@ -43,8 +41,7 @@ def upstreams(stack_db):
 
 @pytest.fixture
 def client(stack, upstreams):
-    secret = apikey_issue(tenant=tenant_create(slug="routing", credits=Decimal(100))).secret
-    with httpx.Client(base_url=stack.web_url, headers={"Authorization": f"Bearer {secret}"}, timeout=30) as c:
+    with tenant_client(stack, "routing", credits=Decimal(100)) as c:
         yield c
 
 

@@ -2,15 +2,13 @@
 
 from decimal import Decimal
 
-import httpx
 import pytest
 from openai.types.chat import ChatCompletion
 
 from tasks.services import channel_add, price_set
-from tenants.services import apikey_issue, tenant_create
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.gemini import FakeGemini
-from tests.helpers import PNG_DATA_URI, poll_until_finished
+from tests.helpers import PNG_DATA_URI, poll_until_finished, tenant_client
 
 pytestmark = pytest.mark.e2e
 
@@ -35,10 +33,7 @@ def client(stack, stack_db):
             api_key="AIza-test",
             model_names=["gemini-2.5-flash"],
         )
-        secret = apikey_issue(tenant=tenant_create(slug="providers", credits=Decimal(10))).secret
-        with httpx.Client(
-            base_url=stack.web_url, headers={"Authorization": f"Bearer {secret}"}, timeout=30
-        ) as c:
+        with tenant_client(stack, "providers") as c:
             c.anthropic, c.gemini = anthropic, gemini
             yield c
 

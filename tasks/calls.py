@@ -1,0 +1,82 @@
+"""The outcome of one upstream call, and the assembly of a streamed answer into a ChatCompletion."""
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks.relays import UpstreamError
+
+CHARS_PER_TOKEN = 4  # to estimate delivered output when a broken stream reported no usage
+
+
+@dataclass
+class CallOutcome:
+    """What one upstream call produced: a completion, or an error, and for streams what reached clients."""
+
+    completion: dict[str, Any] | None = None
+    error: UpstreamError | None = None
+    usage: dict[str, Any] | None = None  # as the provider reported it, if it did
+    delivered_tokens: int = 0  # streamed output already in clients' hands (estimated)
+    first_token_ms: int | None = None
+
+
+@dataclass
+class StreamAssembly:
+    """Accumulates `chat.completion.chunk`s into the ChatCompletion they add up to."""
+
+    started: float
+    content: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+    chunk_id: str = ""
+    model: str = ""
+    created: int = 0
+    first_token_ms: int | None = None
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        self.chunk_id = self.chunk_id or chunk.get("id", "")
+        self.model = self.model or chunk.get("model", "")
+        self.created = self.created or chunk.get("created", 0)
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or ""
+            thought = delta.get("reasoning_content") or ""
+            if (text or thought) and self.first_token_ms is None:
+                self.first_token_ms = round((time.monotonic() - self.started) * 1000)
+            self.content.append(text)
+            self.reasoning.append(thought)
+            self.finish_reason = choice.get("finish_reason") or self.finish_reason
+
+    @property
+    def tokens(self) -> int:
+        """Output delivered so far, estimated from its length."""
+        return math.ceil(sum(len(part) for part in (*self.content, *self.reasoning)) / CHARS_PER_TOKEN)
+
+    def outcome(self, error: UpstreamError | None) -> CallOutcome:
+        base = {"usage": self.usage, "delivered_tokens": self.tokens, "first_token_ms": self.first_token_ms}
+        if error is not None:
+            return CallOutcome(error=error, **base)
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content), "refusal": None}
+        if any(self.reasoning):
+            message["reasoning_content"] = "".join(self.reasoning)
+        completion = {
+            "id": self.chunk_id,
+            "object": "chat.completion",
+            "created": self.created or int(time.time()),
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason or "stop",
+                }
+            ],
+            "usage": self.usage
+            or {"prompt_tokens": 0, "completion_tokens": self.tokens, "total_tokens": self.tokens},
+        }
+        return CallOutcome(completion=completion, **base)
