@@ -5,7 +5,7 @@ import contextlib
 from typing import Any
 
 from foxgate.errors import NotFound
-from tasks.events import listener
+from tasks.events import listener, release_connection
 from tasks.model_rules import ModelRules, rules_for
 from tasks.models import Model, Task
 from tenants.models import ApiKey, ModelRuleOverride, Tenant
@@ -70,6 +70,7 @@ async def task_wait(*, task_id: str, timeout: float) -> Task:
             heard.wake.clear()
             heard.chunks.clear()  # a sync waiter wants the end, not the chunks
             task = await Task.objects.aget(pk=task_id)
+            await release_connection()
             remaining = deadline - loop.time()
             if task.is_finished or remaining <= 0:
                 return task

@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
 from foxgate.errors import ApiError, NotFound
-from tasks.events import Subscription, listener
+from tasks.events import Subscription, listener, release_connection
 from tasks.models import StreamChunk, Task
 
 
@@ -72,6 +72,7 @@ async def task_events(task_id: str, *, offset: int) -> AsyncIterator[str]:
                     next_seq = seq + 1
                 _forget_before(heard, next_seq)
                 task = await Task.objects.only("status", "error_code", "error_message").aget(pk=task_id)
+                await release_connection()
                 if task.is_finished:
                     # every chunk was stored before the task finished, so the read above got them all
                     async for seq, data in _stored_chunks(task_id, next_seq):

@@ -92,6 +92,8 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             "FOXGATE_WORKERS": "4",
             "FOXGATE_BREAKER_COOLDOWN_SECONDS": "2",
             "FOXGATE_STREAM_KEEPALIVE_SECONDS": "1",
+            # a small pool, so a request that holds its connection while it waits shows up in tests
+            "FOXGATE_DB_POOL_SIZE": "4",
         },
         web_workers=2,
         log_dir=log_dir,

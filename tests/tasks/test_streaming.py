@@ -1,5 +1,6 @@
 """Resumable SSE task streams fed by the worker cluster, over real HTTP, for every provider."""
 
+import asyncio
 import json
 from datetime import timedelta
 from decimal import Decimal
@@ -7,7 +8,7 @@ from decimal import Decimal
 import httpx
 import pytest
 from django.utils import timezone
-from httpx_sse import connect_sse
+from httpx_sse import aconnect_sse, connect_sse
 from openai.types.chat import ChatCompletionChunk
 
 from tasks.jobs import stream_chunks_expire_job
@@ -226,3 +227,24 @@ def test_a_bad_resume_point_is_422(openai_client, params, headers):
     task_id = submit(openai_client)
     response = openai_client.get(f"/v1/llm/generations/{task_id}/stream", params=params, headers=headers)
     assert response.status_code == 422 and response.json()["error"]["param"] in {"offset", "Last-Event-ID"}
+
+
+def test_waiting_clients_do_not_hold_database_connections(stack, openai_client):
+    """Three times more stream clients than the web process has pooled connections (4), all waiting at once
+    for an upstream that is silent for 3 s. Were each waiting client to keep the connection its request
+    began with, the fifth and later would get no answer at all (not even keep-alives) until the first
+    four left, and their 2.5 s read timeout would run out."""
+    httpx.post(f"{stack.fake_url}/_fake/config", json={"time_to_first_token": 3.0})
+    stream_task = submit(openai_client)
+
+    async def everyone() -> list:
+        headers = dict(openai_client.headers)
+        async with httpx.AsyncClient(base_url=stack.web_url, headers=headers, timeout=2.5) as http:
+
+            async def stream() -> str:
+                async with aconnect_sse(http, "GET", f"/v1/llm/generations/{stream_task}/stream") as source:
+                    return [sse.event async for sse in source.aiter_sse()][-1]
+
+            return await asyncio.gather(*[stream() for _ in range(12)])
+
+    assert asyncio.run(everyone()) == ["done"] * 12
