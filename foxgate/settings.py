@@ -217,6 +217,7 @@ Q_CLUSTER = {
 UPSTREAM_TIMEOUT = float(env_int("FOXGATE_UPSTREAM_TIMEOUT", 120))  # per call, unless the channel says
 MAX_ATTEMPTS = env_int("FOXGATE_MAX_ATTEMPTS", 3)  # calls per task, each on a different channel
 TASK_DEADLINE_SECONDS = env_int("FOXGATE_TASK_DEADLINE_SECONDS", 540)  # no new attempt after this long
+RECLAIM_PENDING_SECONDS = env_int("FOXGATE_RECLAIM_PENDING_SECONDS", 600)  # then a pending task is requeued
 # Circuit breakers (tasks/routing.py).
 BREAKER_WINDOW_SECONDS = env_int("FOXGATE_BREAKER_WINDOW_SECONDS", 60)
 BREAKER_MIN_REQUESTS = env_int("FOXGATE_BREAKER_MIN_REQUESTS", 5)

@@ -3,7 +3,7 @@
 A job may be delivered more than once (a worker that timed out is retried), so each must be idempotent.
 """
 
-from tasks.services import stream_chunks_expire, task_execute
+from tasks.services import stream_chunks_expire, task_execute, tasks_reclaim
 
 
 def task_run(task_id: str) -> None:
@@ -13,3 +13,8 @@ def task_run(task_id: str) -> None:
 def stream_chunks_expire_job() -> int:
     """Delete the chunks of streams that ended more than STREAM_RETENTION_SECONDS ago."""
     return stream_chunks_expire()
+
+
+def tasks_reclaim_job() -> dict[str, int]:
+    """Requeue or fail tasks a dead process left pending or processing."""
+    return tasks_reclaim()
