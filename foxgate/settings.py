@@ -94,6 +94,7 @@ if PRODUCTION:
 
 INSTALLED_APPS = [
     "foxgate",
+    "unfold",  # the admin theme; before django.contrib.admin so its templates win
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -172,6 +173,75 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "foxgate.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+}
+
+
+def _nav(title: str, icon: str, url_name: str, *, platform: bool = False) -> dict:
+    from django.urls import reverse_lazy
+
+    access = "sees_platform_pages" if platform else "sees_tenant_pages"
+    return {
+        "title": title,
+        "icon": icon,
+        "link": reverse_lazy(url_name),
+        "permission": f"tenants.access.{access}",
+    }
+
+
+UNFOLD = {
+    "SITE_TITLE": "FoxGate",
+    "SITE_HEADER": "FoxGate",
+    "SITE_SYMBOL": "hub",
+    "SHOW_HISTORY": False,
+    "SIDEBAR": {
+        "show_search": False,
+        "show_all_applications": False,
+        "navigation": [
+            {
+                "title": "Overview",
+                "items": [
+                    _nav("Usage and spend", "monitoring", "admin:tasks_usage"),
+                    _nav("Failures", "error", "admin:tasks_failures"),
+                    _nav("Task history", "list_alt", "admin:tasks_task_changelist"),
+                ],
+            },
+            {
+                "title": "Organisations",
+                "items": [
+                    _nav("Tenants", "apartment", "admin:tenants_tenant_changelist"),
+                    _nav("API keys", "key", "admin:tenants_apikey_changelist"),
+                    _nav("Members", "group", "admin:tenants_membership_changelist"),
+                    _nav("Model rule overrides", "rule", "admin:tenants_modelruleoverride_changelist"),
+                    _nav("Ledger", "receipt_long", "admin:tenants_ledgerentry_changelist"),
+                ],
+            },
+            {
+                "title": "Platform",
+                "items": [
+                    _nav("Channels", "hub", "admin:tasks_channel_changelist", platform=True),
+                    _nav("Models", "model_training", "admin:tasks_model_changelist", platform=True),
+                    _nav("Prices", "sell", "admin:tasks_price_changelist", platform=True),
+                    _nav("Audit log", "history", "admin:tenants_auditevent_changelist", platform=True),
+                    _nav("Users", "person", "admin:auth_user_changelist", platform=True),
+                ],
+            },
+        ],
+    },
+    "COLORS": {
+        "primary": {
+            "50": "#fff7ed",
+            "100": "#ffedd5",
+            "200": "#fed7aa",
+            "300": "#fdba74",
+            "400": "#fb923c",
+            "500": "#f97316",
+            "600": "#ea580c",
+            "700": "#c2410c",
+            "800": "#9a3412",
+            "900": "#7c2d12",
+            "950": "#431407",
+        }
+    },
 }
 
 SPECTACULAR_SETTINGS = {

@@ -3,6 +3,7 @@
 A job may be delivered more than once (a worker that timed out is retried), so each must be idempotent.
 """
 
+from tasks.rollups import usage_rollup
 from tasks.services import stream_chunks_expire, task_execute, tasks_reclaim
 
 
@@ -18,3 +19,8 @@ def stream_chunks_expire_job() -> int:
 def tasks_reclaim_job() -> dict[str, int]:
     """Requeue or fail tasks a dead process left pending or processing."""
     return tasks_reclaim()
+
+
+def usage_rollup_job() -> int:
+    """Fold newly finished tasks into the usage rollup the dashboards read."""
+    return usage_rollup()

@@ -172,6 +172,14 @@ class Task(models.Model):
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
     user_group = models.CharField(max_length=64)
+    channel = models.ForeignKey(
+        Channel,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The channel whose call decided the outcome.",
+    )
     credits_reserved = models.DecimalField(**CREDITS)
     credits_charged = models.DecimalField(null=True, blank=True, **CREDITS)
     charge_basis = models.CharField(
@@ -187,6 +195,15 @@ class Task(models.Model):
         indexes = [
             models.Index(fields=["tenant", "-created_at"]),
             models.Index(fields=["status", "created_at"]),
+            # admin task history: newest first, filtered by any of these
+            models.Index(fields=["-created_at"], name="task_newest"),
+            models.Index(fields=["api_key", "-created_at"], name="task_by_key"),
+            models.Index(fields=["model", "-created_at"], name="task_by_model"),
+            models.Index(fields=["channel", "-created_at"], name="task_by_channel"),
+            models.Index(
+                fields=["error_code", "-created_at"], name="task_by_error", condition=~models.Q(error_code="")
+            ),
+            models.Index(fields=["finished_at"], name="task_finished"),  # the usage rollup's scan
             # concurrency limits count a key's or tenant's unfinished tasks
             models.Index(
                 fields=["api_key"],
@@ -251,3 +268,46 @@ class StreamChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_id} #{self.seq}"
+
+
+class UsageRollup(models.Model):
+    """Finished tasks summed per day, tenant, key, model, serving channel and outcome.
+
+    Maintained by a scheduled job (tasks/rollups.py), so dashboards and failure views read thousands of
+    rows, never the millions of tasks."""
+
+    day = models.DateField()
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    model = models.CharField(max_length=200)
+    channel = models.ForeignKey(Channel, on_delete=models.SET_NULL, null=True, related_name="+")
+    status = models.CharField(max_length=16)
+    error_code = models.CharField(max_length=64, blank=True)
+    tasks = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    credits = models.DecimalField(default=Decimal(0), **CREDITS)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "tenant", "api_key", "model", "channel", "status", "error_code"],
+                name="rollup_bucket_unique",
+                nulls_distinct=False,
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "day"]), models.Index(fields=["day"])]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.tenant_id} {self.model} {self.status}: {self.tasks}"
+
+
+class RollupWatermark(models.Model):
+    """How far the usage rollup has counted finished tasks (one row)."""
+
+    finished_before = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"rolled up to {self.finished_before}"

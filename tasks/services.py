@@ -146,6 +146,7 @@ def task_execute(*, task_id: str) -> None:
     deadline = time.monotonic() + settings.TASK_DEADLINE_SECONDS
     tried: set[int] = set()
     last_error: UpstreamError | None = None
+    last_channel: Channel | None = None
     while len(tried) < settings.MAX_ATTEMPTS and time.monotonic() < deadline:
         attempt, busy = attempt_start(task=task, exclude=tried)
         if attempt is None:
@@ -167,6 +168,7 @@ def task_execute(*, task_id: str) -> None:
             breaker_success(attempt.channel)
             _task_finish(
                 task,
+                channel=attempt.channel,
                 status=Task.Status.COMPLETED,
                 result=outcome.completion,
                 usage=outcome.usage,
@@ -182,12 +184,16 @@ def task_execute(*, task_id: str) -> None:
                 message=error.message,
                 usage=outcome.usage,
                 delivered_tokens=outcome.delivered_tokens,
+                channel=attempt.channel,
             )
             return
         last_error = error
+        last_channel = attempt.channel
     tries = f"{len(tried)} channel{'s' if len(tried) != 1 else ''}"
     reason = f"last error: {last_error.message}" if last_error else "no healthy channel serves this model"
-    task_fail(task=task, code="all_platforms_exhausted", message=f"Tried {tries}; {reason}")
+    task_fail(
+        task=task, code="all_platforms_exhausted", message=f"Tried {tries}; {reason}", channel=last_channel
+    )
 
 
 def upstream_request(task: Task, channel: Channel) -> UpstreamRequest:
@@ -254,11 +260,22 @@ def attempt_finish(attempt: TaskAttempt, started: float, outcome: CallOutcome) -
 
 
 def task_fail(
-    *, task: Task, code: str, message: str, usage: dict | None = None, delivered_tokens: int = 0
+    *,
+    task: Task,
+    code: str,
+    message: str,
+    usage: dict | None = None,
+    delivered_tokens: int = 0,
+    channel: Channel | None = None,
 ) -> None:
     """Fail the task; `usage` and `delivered_tokens` say what a broken stream had already produced."""
     _task_finish(
-        task, status=Task.Status.FAILED, error=(code, message), usage=usage, delivered_tokens=delivered_tokens
+        task,
+        status=Task.Status.FAILED,
+        error=(code, message),
+        usage=usage,
+        delivered_tokens=delivered_tokens,
+        channel=channel,
     )
 
 
@@ -294,6 +311,7 @@ def _task_finish(
     error: tuple[str, str] | None = None,
     usage: dict | None = None,
     delivered_tokens: int = 0,
+    channel: Channel | None = None,
 ) -> None:
     """Settle credits and store the outcome in one transaction, then tell the web processes.
 
@@ -319,6 +337,7 @@ def _task_finish(
         task.result = result
         task.error_code, task.error_message = error or ("", "")
         task.finished_at = timezone.now()
+        task.channel = channel
         task.save()
         task_notify(task.id)
 

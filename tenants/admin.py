@@ -1,10 +1,408 @@
-from django.contrib import admin
+"""Admin pages of tenants, keys, members, money and the audit log."""
 
-from tenants.models import ModelRuleOverride
+import csv
+from datetime import timedelta
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from unfold.decorators import action, display
+from unfold.paginator import InfinitePaginator
+
+from tenants.access import TenantScopedAdmin, is_platform, managed_tenants
+from tenants.models import ApiKey, AuditEvent, LedgerEntry, Membership, ModelRuleOverride, Spending, Tenant
+from tenants.services import Actor, apikey_issue, apikey_revoke, apikey_rotate, credits_topup, limits_set
+
+SECRET_SESSION_KEY = "foxgate_new_key_secret"  # noqa: S105 - a session key name, not a secret
+LIMITS = ("rpm", "tpm", "max_concurrency", "budget", "budget_period")
+
+
+def admin_actor(request: HttpRequest) -> Actor:
+    return Actor(f"admin:{request.user.get_username()}", source=request.META.get("REMOTE_ADDR", ""))
+
+
+class BigTableAdmin(TenantScopedAdmin):
+    """Lists over tables of millions of rows: no COUNT(*), newest first."""
+
+    paginator = InfinitePaginator
+    show_full_result_count = False
+    list_per_page = 50
+
+
+class TopUpForm(forms.Form):
+    amount = forms.DecimalField(min_value=Decimal("0.000001"), max_digits=20, decimal_places=6)
+    memo = forms.CharField(max_length=500, required=False)
+
+
+@admin.register(Tenant)
+class TenantAdmin(TenantScopedAdmin):
+    tenant_field = "pk"
+    list_display = (
+        "slug",
+        "name",
+        "status",
+        "group",
+        "balance",
+        "held",
+        "available_credits",
+        "budget_text",
+        "limits_text",
+    )
+    list_filter = ("status", "group")
+    search_fields = ("slug", "name")
+    fields = (
+        "slug",
+        "name",
+        "status",
+        "group",
+        *LIMITS,
+        "balance",
+        "held",
+        "period_spend",
+        "period_started_at",
+    )
+    readonly_fields = ("balance", "held", "period_spend", "period_started_at")
+    actions_detail = ("top_up",)
+
+    def _tenant_id(self, obj: Tenant) -> int:
+        return obj.pk
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        return self.readonly_fields if is_platform(request.user) else self.fields
+
+    @display(description="available")
+    def available_credits(self, obj: Tenant) -> Decimal:
+        return obj.available
+
+    @display(description="budget")
+    def budget_text(self, obj: Tenant) -> str:
+        return "—" if obj.budget is None else f"{obj.period_spend} / {obj.budget} per {obj.budget_period}"
+
+    @display(description="limits")
+    def limits_text(self, obj: Spending) -> str:
+        return limits_text(obj)
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form, change: bool) -> None:
+        if change:
+            limits_set(target=obj, actor=admin_actor(request), **{f: form.cleaned_data[f] for f in LIMITS})
+        super().save_model(request, obj, form, change)
+
+    @action(description="Top up", url_path="top-up", permissions=["top_up"])
+    def top_up(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        tenant = get_object_or_404(self.get_queryset(request), pk=object_id)
+        form = TopUpForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            credits_topup(
+                tenant=tenant,
+                amount=form.cleaned_data["amount"],
+                memo=form.cleaned_data["memo"],
+                actor=admin_actor(request),
+            )
+            self.message_user(request, f"Added {form.cleaned_data['amount']} credits to {tenant.slug}.")
+            return HttpResponseRedirect(reverse("admin:tenants_tenant_change", args=[tenant.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Top up {tenant.slug}",
+            "form": form,
+            "tenant": tenant,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/tenants/top_up.html", context)
+
+    def has_top_up_permission(self, request: HttpRequest, object_id: str | None = None) -> bool:
+        return is_platform(request.user)
+
+
+def limits_text(obj: Spending) -> str:
+    parts = [
+        f"{obj.rpm} rpm" if obj.rpm else "",
+        f"{obj.tpm} tpm" if obj.tpm else "",
+        f"{obj.max_concurrency} at once" if obj.max_concurrency else "",
+    ]
+    return ", ".join(p for p in parts if p) or "—"
+
+
+class ApiKeyForm(forms.ModelForm):
+    """Issue or adjust a key; a key's limits and budget stay within its tenant's own."""
+
+    allowed_models_text = forms.CharField(
+        label="Allowed models",
+        required=False,
+        help_text="Comma-separated names or families (gpt-4o*). Empty: all.",
+    )
+    allowed_ips_text = forms.CharField(
+        label="Allowed IPs", required=False, help_text="Comma-separated addresses or CIDR ranges. Empty: any."
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ("tenant", "name", *LIMITS, "expires_at")
+
+    def __init__(self, *args, user=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["tenant"].queryset = managed_tenants(user)
+        if self.instance.pk:
+            self.fields["tenant"].disabled = True
+            self.fields["allowed_models_text"].initial = ", ".join(self.instance.allowed_models)
+            self.fields["allowed_ips_text"].initial = ", ".join(self.instance.allowed_ips)
+
+    def clean_allowed_ips_text(self) -> list[str]:
+        import ipaddress
+
+        ips = [ip.strip() for ip in self.cleaned_data["allowed_ips_text"].split(",") if ip.strip()]
+        for ip in ips:
+            try:
+                ipaddress.ip_network(ip, strict=False)
+            except ValueError:
+                raise forms.ValidationError(f"{ip!r} is not an address or CIDR range") from None
+        return ips
+
+    def clean_allowed_models_text(self) -> list[str]:
+        return [m.strip() for m in self.cleaned_data["allowed_models_text"].split(",") if m.strip()]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        tenant = self.instance.tenant if self.instance.pk else data.get("tenant")
+        if tenant is None:
+            return data
+        for field in ("rpm", "tpm", "max_concurrency", "budget"):
+            own, ceiling = data.get(field), getattr(tenant, field)
+            if ceiling is not None and (own is None or own > ceiling):
+                self.add_error(
+                    field, f"The tenant's own limit is {ceiling}; a key's must be set and no higher."
+                )
+        return data
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(TenantScopedAdmin):
+    members_write = True
+    form = ApiKeyForm
+    list_display = ("key_text", "name", "tenant", "state", "limits_text", "last_used_at", "created_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("key_id", "name", "tenant__slug")
+    list_select_related = ("tenant",)
+    actions = ("revoke_keys",)
+    actions_detail = ("rotate",)
+
+    def get_form(self, request: HttpRequest, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+
+        class UserForm(form):
+            def __init__(self, *args, **inner) -> None:
+                super().__init__(*args, user=request.user, **inner)
+
+        return UserForm
+
+    def get_fieldsets(self, request: HttpRequest, obj=None):
+        return [
+            (
+                None,
+                {
+                    "fields": (
+                        "tenant",
+                        "name",
+                        "allowed_models_text",
+                        "allowed_ips_text",
+                        *LIMITS,
+                        "expires_at",
+                    )
+                },
+            )
+        ]
+
+    @display(description="key")
+    def key_text(self, obj: ApiKey) -> str:
+        return str(obj)
+
+    @display(description="state", label={"active": "success", "revoked": "danger", "expired": "warning"})
+    def state(self, obj: ApiKey) -> str:
+        from django.utils import timezone
+
+        if obj.revoked_at:
+            return "revoked"
+        return "expired" if obj.is_expired(timezone.now()) else "active"
+
+    @display(description="limits")
+    def limits_text(self, obj: ApiKey) -> str:
+        return limits_text(obj)
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
+        data = form.cleaned_data
+        limits = {field: data[field] for field in LIMITS}
+        if change:
+            ApiKey.objects.filter(pk=obj.pk).update(
+                allowed_models=data["allowed_models_text"],
+                allowed_ips=data["allowed_ips_text"],
+                name=data["name"],
+                expires_at=data["expires_at"],
+            )
+            limits_set(target=obj, actor=admin_actor(request), **limits)
+            return
+        issued = apikey_issue(
+            tenant=data["tenant"],
+            name=data["name"],
+            allowed_models=data["allowed_models_text"],
+            allowed_ips=data["allowed_ips_text"],
+            expires_at=data["expires_at"],
+            actor=admin_actor(request),
+            **limits,
+        )
+        obj.pk = issued.api_key.pk
+        request.session[SECRET_SESSION_KEY] = {"key": issued.api_key.pk, "secret": issued.secret}
+
+    def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue=None) -> HttpResponse:
+        return HttpResponseRedirect(reverse("admin:tenants_apikey_secret", args=[obj.pk]))
+
+    def get_urls(self):
+        secret = self.admin_site.admin_view(self.secret_view)
+        return [path("<int:key_pk>/secret/", secret, name="tenants_apikey_secret"), *super().get_urls()]
+
+    def secret_view(self, request: HttpRequest, key_pk: int) -> HttpResponse:
+        """The new secret, once: it leaves the session as it is shown, and the database never had it."""
+        api_key = get_object_or_404(self.get_queryset(request), pk=key_pk)
+        pending = request.session.get(SECRET_SESSION_KEY)
+        secret = None
+        if pending and pending["key"] == api_key.pk:
+            secret = pending["secret"]
+            del request.session[SECRET_SESSION_KEY]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Key {api_key}",
+            "api_key": api_key,
+            "secret": secret,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/tenants/key_secret.html", context)
+
+    @action(description="Revoke selected keys", permissions=["change"])
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for api_key in queryset.filter(revoked_at__isnull=True):
+            apikey_revoke(api_key=api_key, actor=admin_actor(request))
+        self.message_user(request, "Revoked. Every server refuses the keys within seconds.", messages.SUCCESS)
+
+    @action(description="Rotate (old secret works 1 more hour)", url_path="rotate", permissions=["rotate"])
+    def rotate(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        api_key = get_object_or_404(self.get_queryset(request), pk=object_id, revoked_at__isnull=True)
+        issued = apikey_rotate(api_key=api_key, grace=timedelta(hours=1), actor=admin_actor(request))
+        request.session[SECRET_SESSION_KEY] = {"key": api_key.pk, "secret": issued.secret}
+        return HttpResponseRedirect(reverse("admin:tenants_apikey_secret", args=[api_key.pk]))
+
+    def has_rotate_permission(self, request: HttpRequest, object_id: str | None = None) -> bool:
+        return self.has_change_permission(request)
+
+
+@admin.register(Membership)
+class MembershipAdmin(TenantScopedAdmin):
+    list_display = ("user", "tenant", "role", "created_at")
+    list_filter = ("role",)
+    search_fields = ("user__username", "tenant__slug")
+    list_select_related = ("user", "tenant")
 
 
 @admin.register(ModelRuleOverride)
-class ModelRuleOverrideAdmin(admin.ModelAdmin):
+class ModelRuleOverrideAdmin(TenantScopedAdmin):
     list_display = ("tenant", "model_pattern", "disabled", "max_images", "max_output_tokens", "reasoning")
     list_filter = ("disabled", "reasoning")
     search_fields = ("tenant__slug", "model_pattern")
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(BigTableAdmin):
+    list_display = (
+        "created_at",
+        "tenant",
+        "kind",
+        "amount",
+        "held_change",
+        "task_link",
+        "key_text",
+        "price",
+        "memo",
+    )
+    list_filter = ("kind",)
+    list_select_related = ("tenant", "api_key", "price", "price__model")
+    search_fields = ("=task__id",)
+    ordering = ("-created_at",)
+    actions_list = ("export_csv",)
+
+    @display(description="task")
+    def task_link(self, obj: LedgerEntry) -> str:
+        if obj.task_id is None:
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:tasks_task_change", args=[obj.task_id]), obj.task_id
+        )
+
+    @display(description="key")
+    def key_text(self, obj: LedgerEntry) -> str:
+        return str(obj.api_key) if obj.api_key_id else "—"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # lines are written by top-ups and tasks, never by hand
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @action(description="Export CSV", url_path="export-csv", permissions=["view"])
+    def export_csv(self, request: HttpRequest) -> StreamingHttpResponse:
+        """Every line the user may see, streamed, however many there are."""
+        changelist = self.get_changelist_instance(request)
+        rows = changelist.get_queryset(request).values_list(
+            "created_at",
+            "tenant__slug",
+            "kind",
+            "amount",
+            "held_change",
+            "task_id",
+            "api_key__key_id",
+            "price__version",
+            "memo",
+        )
+        header = [
+            "created_at",
+            "tenant",
+            "kind",
+            "amount",
+            "held_change",
+            "task",
+            "key",
+            "price_version",
+            "memo",
+        ]
+
+        class Echo:
+            def write(self, value: str) -> str:
+                return value
+
+        writer = csv.writer(Echo())
+        body = (writer.writerow(row) for row in _with_header(header, rows.iterator(chunk_size=5000)))
+        response = StreamingHttpResponse(body, content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="ledger.csv"'
+        return response
+
+
+def _with_header(header, rows):
+    yield header
+    yield from rows
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(BigTableAdmin):
+    list_display = ("created_at", "actor", "action", "tenant", "target", "source")
+    list_filter = ("action",)
+    search_fields = ("actor", "target")
+    ordering = ("-created_at",)
+    readonly_fields = ("created_at", "actor", "action", "tenant", "target", "details", "source")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -1,0 +1,504 @@
+"""Admin pages of the catalog, channels and task history, and the usage and failures dashboards."""
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Avg, Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from unfold.admin import ModelAdmin, TabularInline
+from unfold.decorators import action, display
+
+from tasks.models import Channel, Model, Price, Task, TaskAttempt
+from tasks.relays import UpstreamError, UpstreamRequest, run_async
+from tasks.serializers import is_inline
+from tasks.services import price_set, relay_for, task_submit
+from tenants.access import MANAGER_ROLES, is_platform, tenant_ids
+from tenants.admin import BigTableAdmin, admin_actor
+
+ERROR_CODES = (
+    "upstream_error",
+    "upstream_timeout",
+    "upstream_rejected",
+    "all_platforms_exhausted",
+    "content_filtered",
+    "internal_error",
+)
+
+
+class PlatformAdmin(ModelAdmin):
+    """Pages only platform staff see: the catalog and the channels."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_platform(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return is_platform(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return is_platform(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return is_platform(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class PriceHistory(TabularInline):
+    model = Price
+    fields = (
+        "group",
+        "version",
+        "input_per_million",
+        "cached_input_per_million",
+        "output_per_million",
+        "created_at",
+    )
+    readonly_fields = fields
+    ordering = ("group", "-version")
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Model)
+class CatalogModelAdmin(PlatformAdmin):
+    list_display = ("name", "capabilities", "max_output_tokens", "enabled", "current_price_text")
+    list_filter = ("enabled",)
+    search_fields = ("name",)
+    inlines = (PriceHistory,)
+
+    @display(description="price (in / out per M)")
+    def current_price_text(self, obj: Model) -> str:
+        price = obj.current_price()
+        return (
+            f"v{price.version}: {price.input_per_million} / {price.output_per_million}"
+            if price
+            else "no price"
+        )
+
+
+@admin.register(Price)
+class PriceAdmin(PlatformAdmin):
+    """New price versions; existing ones are history and never change."""
+
+    list_display = (
+        "model",
+        "group",
+        "version",
+        "input_per_million",
+        "cached_input_per_million",
+        "output_per_million",
+        "created_at",
+    )
+    list_filter = ("group",)
+    search_fields = ("model__name",)
+    fields = ("model", "group", "input_per_million", "cached_input_per_million", "output_per_million")
+    ordering = ("model__name", "group", "-version")
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return obj is None and is_platform(request.user)
+
+    def save_model(self, request: HttpRequest, obj: Price, form, change: bool) -> None:
+        data = form.cleaned_data
+        saved = price_set(
+            model_name=data["model"].name,
+            group=data["group"],
+            input_per_million=data["input_per_million"],
+            cached_input_per_million=data["cached_input_per_million"],
+            output_per_million=data["output_per_million"],
+            actor=admin_actor(request),
+        )
+        obj.pk = saved.pk
+
+
+class ChannelForm(forms.ModelForm):
+    """The upstream key is write-only: it is never sent back to the browser; blank keeps the stored one."""
+
+    new_api_key = forms.CharField(
+        label="API key",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted. Leave blank to keep the current key.",
+    )
+
+    class Meta:
+        model = Channel
+        fields = (
+            "name",
+            "provider",
+            "base_url",
+            "served_models",
+            "model_mapping",
+            "priority",
+            "weight",
+            "timeout_seconds",
+            "max_concurrency",
+            "enabled",
+        )
+
+    def save(self, commit: bool = True) -> Channel:
+        channel = super().save(commit=False)
+        if self.cleaned_data["new_api_key"]:
+            channel.api_key = self.cleaned_data["new_api_key"]
+        if commit:
+            channel.save()
+            self.save_m2m()
+        return channel
+
+
+@admin.register(Channel)
+class ChannelAdmin(PlatformAdmin):
+    form = ChannelForm
+    list_display = (
+        "name",
+        "provider",
+        "enabled",
+        "priority",
+        "weight",
+        "circuit",
+        "error_rate",
+        "latency",
+        "reason",
+    )
+    list_filter = ("provider", "enabled", "circuit_state")
+    search_fields = ("name",)
+    filter_horizontal = ("served_models",)
+    readonly_fields = ("circuit_state", "circuit_open_until", "circuit_reason", "disabled_reason")
+    actions_detail = ("test_connection",)
+    HEALTH_WINDOW = timedelta(hours=1)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        recent = Q(
+            attempts__started_at__gte=timezone.now() - self.HEALTH_WINDOW, attempts__finished_at__isnull=False
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                recent_calls=Count("attempts", filter=recent),
+                recent_failures=Count("attempts", filter=recent & ~Q(attempts__error_code="")),
+                recent_latency=Avg("attempts__latency_ms", filter=recent),
+            )
+        )
+
+    @display(description="circuit", label={"closed": "success", "open": "danger", "half_open": "warning"})
+    def circuit(self, obj: Channel) -> str:
+        return obj.circuit_state
+
+    @display(description="errors (1 h)")
+    def error_rate(self, obj: Channel) -> str:
+        if not obj.recent_calls:
+            return "—"
+        return f"{100 * obj.recent_failures / obj.recent_calls:.0f}% of {obj.recent_calls}"
+
+    @display(description="latency (1 h)")
+    def latency(self, obj: Channel) -> str:
+        return f"{obj.recent_latency:.0f} ms" if obj.recent_latency is not None else "—"
+
+    @display(description="why")
+    def reason(self, obj: Channel) -> str:
+        return obj.disabled_reason or obj.circuit_reason or ""
+
+    @action(description="Test connection", url_path="test-connection", permissions=["change"])
+    def test_connection(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        from django.shortcuts import get_object_or_404, redirect
+
+        channel = get_object_or_404(Channel, pk=object_id)
+        model = channel.served_models.first()
+        if model is None:
+            self.message_user(request, "This channel serves no model to test with.", messages.WARNING)
+            return redirect("admin:tasks_channel_change", object_id)
+        probe = UpstreamRequest(
+            model=channel.upstream_model(model.name),
+            max_tokens=5,
+            default_max_tokens=5,
+            messages=[{"role": "user", "content": "Say OK."}],
+        )
+        started = timezone.now()
+        try:
+            run_async(relay_for(channel).complete(probe))
+        except UpstreamError as error:
+            self.message_user(request, f"{channel.name} failed: {error.message}", messages.ERROR)
+        else:
+            elapsed = (timezone.now() - started).total_seconds() * 1000
+            self.message_user(
+                request, f"{channel.name} answered {model.name} in {elapsed:.0f} ms.", messages.SUCCESS
+            )
+        return redirect("admin:tasks_channel_change", object_id)
+
+
+class TenantFilter(admin.SimpleListFilter):
+    """Tenants from the tenants table (a DISTINCT over millions of tasks would be slow)."""
+
+    title = "tenant"
+    parameter_name = "tenant"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[Any, str]]:
+        from tenants.models import Tenant
+
+        tenants = (
+            Tenant.objects.all()
+            if is_platform(request.user)
+            else Tenant.objects.filter(pk__in=tenant_ids(request.user))
+        )
+        return [(t.pk, t.slug) for t in tenants.order_by("slug")[:200]]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(tenant_id=self.value()) if self.value() else queryset
+
+
+class CatalogFilter(admin.SimpleListFilter):
+    title = "model"
+    parameter_name = "model"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return [(name, name) for name in Model.objects.order_by("name").values_list("name", flat=True)[:200]]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(model=self.value()) if self.value() else queryset
+
+
+class ChannelFilter(admin.SimpleListFilter):
+    title = "channel"
+    parameter_name = "channel"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[int, str]]:
+        return [(c.pk, c.name) for c in Channel.objects.order_by("name")] if is_platform(request.user) else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(channel_id=self.value()) if self.value() else queryset
+
+
+class ErrorFilter(admin.SimpleListFilter):
+    title = "error code"
+    parameter_name = "error_code"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return [(code, code) for code in ERROR_CODES]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(error_code=self.value()) if self.value() else queryset
+
+
+class KeyFilter(admin.SimpleListFilter):
+    title = "key"
+    parameter_name = "key"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[int, str]]:
+        from tenants.models import ApiKey
+
+        keys = (
+            ApiKey.objects.all()
+            if is_platform(request.user)
+            else ApiKey.objects.filter(tenant_id__in=tenant_ids(request.user))
+        )
+        return [(k.pk, str(k)) for k in keys.order_by("-created_at")[:100]]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(api_key_id=self.value()) if self.value() else queryset
+
+
+class SinceFilter(admin.SimpleListFilter):
+    title = "created"
+    parameter_name = "since"
+    DAYS = {"1": "last 24 hours", "7": "last 7 days", "30": "last 30 days"}
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        return list(self.DAYS.items())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in self.DAYS:
+            return queryset.filter(created_at__gte=timezone.now() - timedelta(days=int(self.value())))
+        return queryset
+
+
+class AttemptTimeline(TabularInline):
+    model = TaskAttempt
+    fields = (
+        "number",
+        "channel",
+        "started_at",
+        "latency_ms",
+        "first_token_ms",
+        "http_status",
+        "error_code",
+        "error_message",
+    )
+    readonly_fields = fields
+    ordering = ("number",)
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Task)
+class TaskAdmin(BigTableAdmin):
+    list_display = (
+        "id",
+        "tenant",
+        "model",
+        "status_badge",
+        "error_code",
+        "channel",
+        "credits_charged",
+        "created_at",
+    )
+    list_filter = (TenantFilter, KeyFilter, CatalogFilter, "status", ErrorFilter, ChannelFilter, SinceFilter)
+    list_select_related = ("tenant", "channel")
+    search_fields = ("=id",)
+    ordering = ("-created_at",)
+    inlines = (AttemptTimeline,)
+    actions = ("retry_as_new",)
+    fields = (
+        "id",
+        "tenant",
+        "api_key",
+        "model",
+        "protocol",
+        "status",
+        "progress",
+        "stream",
+        "sync",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "request_view",
+        "result_view",
+        "error_code",
+        "error_message",
+        "credits_reserved",
+        "credits_charged",
+        "charge_basis",
+        "price",
+        "channel",
+    )
+    readonly_fields = fields
+
+    @display(
+        description="status",
+        label={"completed": "success", "failed": "danger", "processing": "info", "pending": "warning"},
+    )
+    def status_badge(self, obj: Task) -> str:
+        return obj.status
+
+    @display(description="request")
+    def request_view(self, obj: Task) -> str:
+        """The parameters, and each message with its media as thumbnails or truncated links."""
+        params = {k: v for k, v in obj.request.items() if k != "messages" and v is not None}
+        rows = [(m["role"], _content_html(m["content"])) for m in obj.request.get("messages", [])]
+        messages_html = format_html_join("", "<div class='mb-2'><strong>{}</strong>: {}</div>", rows)
+        return format_html("<pre class='text-xs'>{}</pre>{}", json.dumps(params, indent=1), messages_html)
+
+    @display(description="result")
+    def result_view(self, obj: Task) -> str:
+        if not obj.result:
+            return "—"
+        message = obj.result["choices"][0]["message"]
+        return format_html(
+            "<div class='whitespace-pre-wrap'>{}</div><pre class='text-xs mt-2'>{}</pre>",
+            message.get("content") or "",
+            json.dumps(obj.result.get("usage"), indent=1),
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @action(description="Retry as a new task", permissions=["retry"])
+    def retry_as_new(self, request: HttpRequest, queryset: QuerySet) -> None:
+        retried = 0
+        for task in queryset.filter(status=Task.Status.FAILED).select_related("api_key__tenant")[:100]:
+            validated = _resubmittable(task)
+            try:
+                admitted = task_submit(api_key=task.api_key, validated=validated)
+            except Exception as error:  # report why each retry was refused, go on with the rest
+                self.message_user(request, f"{task.id}: not retried ({error})", messages.WARNING)
+                continue
+            retried += 1
+            self.message_user(request, f"{task.id} resubmitted as {admitted.task.id}")
+        if not retried:
+            self.message_user(request, "No failed task among the selection was retried.", messages.WARNING)
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return is_platform(request.user) or bool(tenant_ids(request.user, MANAGER_ROLES))
+
+    def get_urls(self):
+        views = [
+            path("usage/", self.admin_site.admin_view(self.usage_view), name="tasks_usage"),
+            path("failures/", self.admin_site.admin_view(self.failures_view), name="tasks_failures"),
+        ]
+        return views + super().get_urls()
+
+    def usage_view(self, request: HttpRequest) -> TemplateResponse:
+        from tasks.dashboards import usage_dashboard
+
+        return self._dashboard(
+            request, "Usage and spend", "admin/tasks/usage.html", usage_dashboard(request.user)
+        )
+
+    def failures_view(self, request: HttpRequest) -> TemplateResponse:
+        from tasks.dashboards import failures_dashboard
+
+        return self._dashboard(
+            request, "Failures", "admin/tasks/failures.html", failures_dashboard(request.user)
+        )
+
+    def _dashboard(self, request: HttpRequest, title: str, template: str, data: dict) -> TemplateResponse:
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        context = {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta, **data}
+        return TemplateResponse(request, template, context)
+
+
+def _resubmittable(task: Task) -> dict[str, Any]:
+    """The validated form of a stored request, as task_submit takes it."""
+    request = task.request
+    return {
+        "model": task.model,
+        "protocol": "custom",
+        "messages": request["messages"],
+        "stream": task.stream,
+        "sync": False,
+        **{k: request.get(k) for k in ("max_tokens", "temperature", "reasoning", "top_p", "stop")},
+    }
+
+
+def _content_html(content: str | list[dict[str, Any]]) -> str:
+    if isinstance(content, str):
+        return format_html("{}", _truncate(content, 2000))
+    parts = []
+    for part in content:
+        if part["type"] == "text":
+            parts.append(format_html("{}", _truncate(part["text"], 2000)))
+            continue
+        url = part[part["type"]]["url"]
+        if part["type"] == "image_url":
+            parts.append(
+                format_html("<img src='{}' alt='image' style='max-height:80px;display:inline-block'>", url)
+            )
+        else:
+            label = (
+                f"{part['type']}: inline data ({len(url)} chars)" if is_inline(url) else _truncate(url, 120)
+            )
+            parts.append(format_html("<span class='text-xs'>[{}]</span>", label))
+    return format_html_join(" ", "{}", ((p,) for p in parts))
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"

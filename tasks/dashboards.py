@@ -1,0 +1,81 @@
+"""Numbers for the usage and failures dashboards, read from the usage rollup only."""
+
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Q, QuerySet, Sum
+from django.utils import timezone
+
+from tasks.models import UsageRollup
+from tenants.access import is_platform, tenant_ids
+
+DAYS = 30
+FAILURE_DAYS = 7
+TOP = 10
+
+
+def _rollups(user) -> QuerySet:
+    rollups = UsageRollup.objects.all()
+    return rollups if is_platform(user) else rollups.filter(tenant_id__in=tenant_ids(user))
+
+
+def _bars(rows: list[dict[str, Any]], value: str) -> list[dict[str, Any]]:
+    """Rows with a `share` in percent of the largest, for CSS bar charts."""
+    peak = max((row[value] or 0 for row in rows), default=0) or 1
+    return [{**row, "share": round(100 * (row[value] or 0) / peak)} for row in rows]
+
+
+def usage_dashboard(user) -> dict[str, Any]:
+    since = timezone.now().date() - timedelta(days=DAYS - 1)
+    recent = _rollups(user).filter(day__gte=since)
+    daily = recent.values("day").annotate(task_count=Sum("tasks"), spent=Sum("credits"))
+    per_day = {row["day"]: row for row in daily}
+    calendar = [since + timedelta(days=n) for n in range(DAYS)]
+    days = [per_day.get(day, {"day": day, "task_count": 0, "spent": 0}) for day in calendar]
+
+    def top(field: str, label: str) -> list[dict[str, Any]]:
+        rows = (
+            recent.values(field, label)
+            .annotate(
+                task_count=Sum("tasks"),
+                spent=Sum("credits"),
+                tokens=Sum("prompt_tokens") + Sum("completion_tokens"),
+            )
+            .order_by("-spent")[:TOP]
+        )
+        return _bars([{**row, "name": row[label]} for row in rows], "spent")
+
+    totals = recent.aggregate(
+        task_count=Sum("tasks"), spent=Sum("credits"), failed=Sum("tasks", filter=Q(status="failed"))
+    )
+    return {
+        "days": _bars(days, "spent"),
+        "by_model": top("model", "model"),
+        "by_key": top("api_key", "api_key__key_id"),
+        "by_tenant": top("tenant", "tenant__slug") if is_platform(user) else [],
+        "totals": {k: v or Decimal(0) for k, v in totals.items()},
+        "since": since,
+    }
+
+
+def failures_dashboard(user) -> dict[str, Any]:
+    since: date = timezone.now().date() - timedelta(days=FAILURE_DAYS - 1)
+    failed = _rollups(user).filter(day__gte=since, status="failed")
+    groups = (
+        failed.values("error_code", "model", "channel__name")
+        .annotate(task_count=Sum("tasks"))
+        .order_by("-task_count")[:50]
+    )
+    per_day = {
+        (row["day"], row["error_code"]): row["task_count"]
+        for row in failed.values("day", "error_code").annotate(task_count=Sum("tasks"))
+    }
+    codes = sorted({code for _, code in per_day})
+    days = [since + timedelta(days=n) for n in range(FAILURE_DAYS)]
+    return {
+        "groups": _bars(list(groups), "task_count"),
+        "codes": codes,
+        "timeline": [{"day": day, "counts": [per_day.get((day, code), 0) for code in codes]} for day in days],
+        "since": since,
+    }
