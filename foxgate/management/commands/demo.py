@@ -1,4 +1,5 @@
 import json
+import secrets
 import signal
 import time
 from decimal import Decimal
@@ -34,6 +35,7 @@ class Command(BaseCommand):
     def handle(self, *args, port: int, fake_port: int, **options) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         secret = self._demo_data(fake_port)
+        admin_password = self._demo_admin()
         stack = Stack(web_port=port, fake_port=fake_port)
         # Ctrl-C reaches every process of the terminal's group; SIGTERM to us alone stops them too.
         signal.signal(signal.SIGTERM, _interrupt)
@@ -46,7 +48,8 @@ class Command(BaseCommand):
         base = stack.web_url
         body = json.dumps({"model": DEMO_MODEL, "prompt": "Say hello"})
         self.stdout.write(
-            f"\nFoxGate is up at {base} (admin: {base}/admin/). Demo API key:\n{secret}\n\n"
+            f"\nFoxGate is up at {base}. Admin site: {base}/admin/ (user admin, password {admin_password}).\n"
+            f"API docs: {base}/v1/docs. Demo API key:\n{secret}\n\n"
             "Submit a generation:\n"
             f"curl -s {base}/v1/llm/generations -H 'Authorization: Bearer {secret}' "
             f"-H 'Content-Type: application/json' -d '{body}'\n"
@@ -63,6 +66,17 @@ class Command(BaseCommand):
             self.stdout.write("stopping...")
         finally:
             stack.stop()
+
+    def _demo_admin(self) -> str:
+        """A platform staff account for the admin site, with a fresh password each run."""
+        from django.contrib.auth.models import User
+
+        password = secrets.token_urlsafe(12)
+        user = User.objects.filter(username="admin").first() or User(username="admin")
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        return password
 
     def _demo_data(self, fake_port: int) -> str:
         tenant = Tenant.objects.filter(slug=DEMO_TENANT).first() or tenant_create(
