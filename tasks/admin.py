@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
+from unfold.widgets import UnfoldAdminPasswordWidget
 
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
 from tasks.relays import UpstreamError, UpstreamRequest, run_async
@@ -127,7 +128,7 @@ class ChannelForm(forms.ModelForm):
     new_api_key = forms.CharField(
         label="API key",
         required=False,
-        widget=forms.PasswordInput(render_value=False),
+        widget=UnfoldAdminPasswordWidget(render_value=False),
         help_text="Stored encrypted. Leave blank to keep the current key.",
     )
 

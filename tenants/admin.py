@@ -146,6 +146,8 @@ class ApiKeyForm(forms.ModelForm):
 
     def __init__(self, *args, user=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if "tenant" not in self.fields:
+            return  # a read-only view: the admin built the form without its editable fields
         self.fields["tenant"].queryset = managed_tenants(user)
         if self.instance.pk:
             self.fields["tenant"].disabled = True
