@@ -330,7 +330,7 @@ class LedgerEntryAdmin(BigTableAdmin):
     )
     list_filter = ("kind",)
     list_select_related = ("tenant", "api_key", "price", "price__model")
-    search_fields = ("=task__id",)
+    search_fields = ("task__id__exact",)  # an exact match the task_id index serves (ids are lowercase)
     ordering = ("-created_at",)
     actions_list = ("export_csv",)
 

@@ -242,7 +242,10 @@ class LedgerEntry(models.Model):
                 name="ledger_once_per_task_kind",
             )
         ]
-        indexes = [models.Index(fields=["tenant", "created_at"])]
+        indexes = [
+            models.Index(fields=["tenant", "created_at"]),
+            models.Index(fields=["tenant", "kind", "-created_at"], name="ledger_by_tenant_kind"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} ({self.tenant_id})"

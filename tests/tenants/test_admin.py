@@ -163,3 +163,32 @@ def test_failed_tasks_can_be_retried_as_new_tasks(api, acme, openai_channel, fak
         retried.status == "pending"
         and retried.request["messages"] == Task.objects.get(pk=task_id).request["messages"]
     )
+
+
+def test_channel_health_counts_only_the_last_hour(api, openai_channel):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tasks.models import Task, TaskAttempt
+
+    task_id = api.post("/v1/llm/generations", {"model": "fake-model", "prompt": "x"}, format="json").json()[
+        "id"
+    ]
+    task = Task.objects.get(pk=task_id)
+    now = timezone.now()
+    for number, (age, error, latency) in enumerate(
+        [(1, "", 100), (2, "upstream_error", 300), (120, "x", 9999)]
+    ):
+        started = now - timedelta(minutes=age)
+        TaskAttempt.objects.create(
+            task=task,
+            channel=openai_channel,
+            number=number + 1,
+            started_at=started,
+            finished_at=started,
+            error_code=error,
+            latency_ms=latency,
+        )
+    page = login(None).get("/admin/tasks/channel/").content.decode()
+    assert "50% of 2" in page and "200 ms" in page  # the two-hour-old attempt is outside the window
