@@ -15,20 +15,14 @@ import json
 import os
 import platform
 import statistics
-import sys
 import threading
 import time
-import uuid
-from decimal import Decimal
 from pathlib import Path
 
-import django
 import httpx
 import psycopg
+from harness import RESULTS, bench_setup, bench_stack  # bench/ is on the path: scripts run as bench/*.py
 from httpx_sse import aconnect_sse
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -88,44 +82,13 @@ def main() -> None:
     parser.add_argument("--fake-port", type=int, default=8991)
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "foxgate.settings")
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-    from psycopg.conninfo import make_conninfo
-
-    from foxgate.stack import Stack
+    bench = bench_setup(model="bench-stream", fake_port=args.fake_port)
     from tasks.models import StreamChunk
-    from tasks.services import channel_add, price_set
-    from tenants.services import apikey_issue, tenant_create
 
-    call_command("migrate", interactive=False, verbosity=0)
-    run_id = uuid.uuid4().hex[:8]
-    tenant = tenant_create(slug=f"bench-{run_id}", credits=Decimal(1_000_000))
-    price_set(model_name="bench-stream", input_per_million=Decimal(1), output_per_million=Decimal(2))
-    channel_add(
-        name=f"bench-stream-{run_id}",
-        provider="openai",
-        base_url=f"http://127.0.0.1:{args.fake_port}/v1",
-        api_key="",
-        model_names=["bench-stream"],
+    secret, database_url = bench.secret, bench.database_url
+    stack = bench_stack(
+        bench, web_port=args.web_port, fake_port=args.fake_port, cluster_workers=args.cluster_workers
     )
-    secret = apikey_issue(tenant=tenant).secret
-    db = connection.settings_dict
-    database_url = make_conninfo(dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=str(db["PORT"]))
-
-    stack = Stack(
-        web_port=args.web_port,
-        fake_port=args.fake_port,
-        env={
-            "DATABASE_URL": database_url,
-            "FOXGATE_WORKERS": str(args.cluster_workers),
-            "FOXGATE_LOG_LEVEL": "WARNING",
-        },
-        web_workers=1,
-        log_dir=ROOT / ".foxgate" / "bench-logs",
-    ).start()
     peak = {"rss_mb": 0.0, "web_connections": 0, "listeners": 0}
     sampling = threading.Event()
 

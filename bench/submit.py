@@ -15,17 +15,10 @@ import logging
 import os
 import platform
 import statistics
-import sys
 import time
-import uuid
-from decimal import Decimal
-from pathlib import Path
 
-import django
 import httpx
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+from harness import RESULTS, bench_setup, bench_stack  # bench/ is on the path: scripts run as bench/*.py
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -75,44 +68,17 @@ def main() -> None:
     args = parser.parse_args()
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "foxgate.settings")
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-    from psycopg.conninfo import make_conninfo
-
-    from foxgate.stack import Stack
+    bench = bench_setup(model="bench-model", fake_port=args.fake_port)
     from tasks.models import Task
-    from tasks.services import channel_add, price_set
-    from tenants.services import apikey_issue, tenant_create
 
-    call_command("migrate", interactive=False, verbosity=0)
-    run_id = uuid.uuid4().hex[:8]
-    tenant = tenant_create(slug=f"bench-{run_id}", credits=Decimal(1_000_000))
-    price_set(model_name="bench-model", input_per_million=Decimal(1), output_per_million=Decimal(2))
-    channel_add(
-        name=f"bench-{run_id}",
-        provider="openai",
-        base_url=f"http://127.0.0.1:{args.fake_port}/v1",
-        api_key="",
-        model_names=["bench-model"],
-    )
-    secret = apikey_issue(tenant=tenant).secret
-    db = connection.settings_dict
-    database_url = make_conninfo(dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=str(db["PORT"]))
-
-    stack = Stack(
+    secret, tenant = bench.secret, bench.tenant_id
+    stack = bench_stack(
+        bench,
         web_port=args.web_port,
         fake_port=args.fake_port,
-        env={
-            "DATABASE_URL": database_url,
-            "FOXGATE_WORKERS": str(args.cluster_workers),
-            "FOXGATE_LOG_LEVEL": "WARNING",
-        },
+        cluster_workers=args.cluster_workers,
         web_workers=args.web_workers,
-        log_dir=ROOT / ".foxgate" / "bench-logs",
-    ).start()
+    )
     try:
         started = time.perf_counter()
         latencies, task_ids, failures = asyncio.run(
@@ -122,12 +88,12 @@ def main() -> None:
         finished = 0
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            finished = Task.objects.filter(tenant=tenant, status__in=Task.FINISHED).count()
+            finished = Task.objects.filter(tenant_id=tenant, status__in=Task.FINISHED).count()
             if finished >= len(task_ids):
                 break
             time.sleep(0.2)
         end_to_end_seconds = time.perf_counter() - started
-        completed = Task.objects.filter(tenant=tenant, status=Task.Status.COMPLETED).count()
+        completed = Task.objects.filter(tenant_id=tenant, status=Task.Status.COMPLETED).count()
     finally:
         stack.stop()
 
