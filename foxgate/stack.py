@@ -74,11 +74,12 @@ class Stack:
         return self
 
     def stop(self, grace: float = 10) -> None:
-        """Ask every process group to stop as on Ctrl-C, then kill what is left after `grace` seconds.
+        """Ask every process group to stop (SIGTERM, which uvicorn and the cluster handle gracefully),
+        then kill what is left after `grace` seconds.
 
         Signalling the group, not just the process we started, reaches the workers a process forked."""
         for process in self.processes.values():
-            _signal_group(process, signal.SIGINT)
+            _signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for process in self.processes.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
