@@ -74,12 +74,11 @@ class Stack:
         return self
 
     def stop(self, grace: float = 10) -> None:
-        """Ask every process group to stop (SIGTERM, which uvicorn and the cluster handle gracefully),
-        then kill what is left after `grace` seconds.
+        """Ask every process group to stop as on Ctrl-C, then kill what is left after `grace` seconds.
 
         Signalling the group, not just the process we started, reaches the workers a process forked."""
         for process in self.processes.values():
-            _signal_group(process, signal.SIGTERM)
+            _signal_group(process, signal.SIGINT)
         deadline = time.monotonic() + grace
         for process in self.processes.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -107,6 +106,7 @@ class Stack:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so stop() reaches everything it forks
+                preexec_fn=_default_sigint,
             )
         finally:
             if output is not None:
@@ -124,6 +124,11 @@ class Stack:
                 pass
             time.sleep(0.1)
         raise StackError(f"{url} did not answer within {timeout:g}s")
+
+
+def _default_sigint() -> None:
+    """Children answer Ctrl-C even when we were started with SIGINT ignored (as `cmd &` does)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:

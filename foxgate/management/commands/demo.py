@@ -37,7 +37,7 @@ class Command(BaseCommand):
         secret = self._demo_data(fake_port)
         admin_password = self._demo_admin()
         stack = Stack(web_port=port, fake_port=fake_port)
-        # Ctrl-C or SIGTERM stops everything, even when started with SIGINT ignored (as `cmd &` does).
+        # Ctrl-C or SIGTERM stops everything, even when we were started with SIGINT ignored.
         signal.signal(signal.SIGINT, _interrupt)
         signal.signal(signal.SIGTERM, _interrupt)
         try:
