@@ -295,10 +295,25 @@ BREAKER_ERROR_RATE = float(env_str("FOXGATE_BREAKER_ERROR_RATE", "0.5"))
 BREAKER_COOLDOWN_SECONDS = env_int("FOXGATE_BREAKER_COOLDOWN_SECONDS", 30)
 DEFAULT_OUTPUT_CAP = env_int("FOXGATE_DEFAULT_OUTPUT_CAP", 4096)
 
+# Bearer token /metrics requires, if set.
+METRICS_TOKEN = env_str("FOXGATE_METRICS_TOKEN")
+
+LOG_FORMAT = env_str("FOXGATE_LOG_FORMAT", "json" if PRODUCTION else "text")
+if LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured("FOXGATE_LOG_FORMAT must be json or text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"context": {"()": "foxgate.logs.ContextFilter"}},
+    "formatters": {
+        "json": {"()": "foxgate.logs.JsonFormatter"},
+        "text": {
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(tenant)s %(task_id)s] %(message)s"
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["context"], "formatter": LOG_FORMAT}
+    },
     "root": {"handlers": ["console"], "level": env_str("FOXGATE_LOG_LEVEL", "INFO")},
     "loggers": {"pgserver": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }

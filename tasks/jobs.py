@@ -3,12 +3,14 @@
 A job may be delivered more than once (a worker that timed out is retried), so each must be idempotent.
 """
 
+from foxgate.logs import task_context
 from tasks.rollups import usage_rollup
 from tasks.services import stream_chunks_expire, task_execute, tasks_reclaim
 
 
 def task_run(task_id: str) -> None:
-    task_execute(task_id=task_id)
+    with task_context(task_id, tenant=""):
+        task_execute(task_id=task_id)
 
 
 def stream_chunks_expire_job() -> int:

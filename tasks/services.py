@@ -15,6 +15,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from foxgate.errors import InvalidParam, PermissionDenied, ServiceUnavailable
+from foxgate.logs import set_tenant
 from tasks.calls import CallOutcome, StreamAssembly
 from tasks.events import ChunkWriter, task_notify
 from tasks.model_rules import default_capabilities, rules_check
@@ -132,7 +133,7 @@ def task_claim(*, task_id: str) -> Task | None:
     claimed = Task.objects.filter(pk=task_id, status=Task.Status.PENDING).update(
         status=Task.Status.PROCESSING, progress=1, started_at=timezone.now()
     )
-    return Task.objects.select_related("catalog_model").get(pk=task_id) if claimed else None
+    return Task.objects.select_related("catalog_model", "tenant").get(pk=task_id) if claimed else None
 
 
 def task_execute(*, task_id: str) -> None:
@@ -143,6 +144,7 @@ def task_execute(*, task_id: str) -> None:
     if task is None:
         logger.info("task %s already claimed; skipping redelivery", task_id)
         return
+    set_tenant(task.tenant.slug)
     deadline = time.monotonic() + settings.TASK_DEADLINE_SECONDS
     tried: set[int] = set()
     last_error: UpstreamError | None = None
@@ -340,6 +342,14 @@ def _task_finish(
         task.channel = channel
         task.save()
         task_notify(task.id)
+    logger.info(
+        "task %s %s%s; charged %s credits (%s)",
+        task.id,
+        status,
+        f" ({task.error_code})" if error else "",
+        cost,
+        basis,
+    )
 
 
 def model_get_or_create(*, name: str) -> Model:

@@ -12,6 +12,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.request import Request
 
 from foxgate.errors import AuthenticationError, PermissionDenied
+from foxgate.logs import set_tenant
 from tenants.models import ApiKey, Tenant
 
 _INVALID = "Invalid API key."
@@ -34,6 +35,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         if header[0].lower() != self.keyword.lower() or len(header) != 2:
             raise AuthenticationError("Malformed Authorization header: send 'Authorization: Bearer sk-...'.")
         api_key = key_authenticate(header[1], client_ip=request.META.get("REMOTE_ADDR", ""))
+        set_tenant(api_key.tenant.slug)
         return api_key, api_key.tenant
 
     def authenticate_header(self, request: Request) -> str:
