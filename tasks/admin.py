@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Avg, Count, FilteredRelation, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -16,12 +17,14 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminPasswordWidget
 
+from tasks.dashboards import failures_dashboard, usage_dashboard
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
 from tasks.relays import UpstreamError, UpstreamRequest, run_async
 from tasks.serializers import is_inline
 from tasks.services import price_set, relay_for, task_submit
 from tenants.access import MANAGER_ROLES, is_platform, tenant_ids
 from tenants.admin import BigTableAdmin, admin_actor
+from tenants.models import ApiKey, Tenant
 
 ERROR_CODES = (
     "upstream_error",
@@ -240,75 +243,70 @@ class ChannelAdmin(PlatformAdmin):
         return redirect("admin:tasks_channel_change", object_id)
 
 
-class TenantFilter(admin.SimpleListFilter):
-    """Tenants from the tenants table (a DISTINCT over millions of tasks would be slow)."""
+class ExactFilter(admin.SimpleListFilter):
+    """A filter on one indexed column, whose choices come from a small table, never from a DISTINCT over
+    millions of tasks. Subclasses name the column and list the choices the user may see."""
 
-    title = "tenant"
-    parameter_name = "tenant"
-
-    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[Any, str]]:
-        from tenants.models import Tenant
-
-        tenants = (
-            Tenant.objects.all()
-            if is_platform(request.user)
-            else Tenant.objects.filter(pk__in=tenant_ids(request.user))
-        )
-        return [(t.pk, t.slug) for t in tenants.order_by("slug")[:200]]
+    field = ""
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(tenant_id=self.value()) if self.value() else queryset
+        return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
 
 
-class CatalogFilter(admin.SimpleListFilter):
+def _visible(queryset: QuerySet, request: HttpRequest, tenant_field: str) -> QuerySet:
+    """The rows of a tenant-owned table the user may see."""
+    if is_platform(request.user):
+        return queryset
+    return queryset.filter(**{f"{tenant_field}__in": tenant_ids(request.user)})
+
+
+class TenantFilter(ExactFilter):
+    title = "tenant"
+    parameter_name = "tenant"
+    field = "tenant_id"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[Any, str]]:
+        tenants = _visible(Tenant.objects.order_by("slug"), request, "pk")
+        return [(t.pk, t.slug) for t in tenants[:200]]
+
+
+class KeyFilter(ExactFilter):
+    title = "key"
+    parameter_name = "key"
+    field = "api_key_id"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[int, str]]:
+        keys = _visible(ApiKey.objects.order_by("-created_at"), request, "tenant_id")
+        return [(k.pk, str(k)) for k in keys[:100]]
+
+
+class CatalogFilter(ExactFilter):
     title = "model"
     parameter_name = "model"
+    field = "model"
 
     def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
         return [(name, name) for name in Model.objects.order_by("name").values_list("name", flat=True)[:200]]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(model=self.value()) if self.value() else queryset
 
+class ChannelFilter(ExactFilter):
+    """Channels are the platform's business: tenant users get no such filter."""
 
-class ChannelFilter(admin.SimpleListFilter):
     title = "channel"
     parameter_name = "channel"
+    field = "channel_id"
 
     def lookups(self, request: HttpRequest, model_admin) -> list[tuple[int, str]]:
         return [(c.pk, c.name) for c in Channel.objects.order_by("name")] if is_platform(request.user) else []
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(channel_id=self.value()) if self.value() else queryset
 
-
-class ErrorFilter(admin.SimpleListFilter):
+class ErrorFilter(ExactFilter):
     title = "error code"
     parameter_name = "error_code"
+    field = "error_code"
 
     def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
         return [(code, code) for code in ERROR_CODES]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(error_code=self.value()) if self.value() else queryset
-
-
-class KeyFilter(admin.SimpleListFilter):
-    title = "key"
-    parameter_name = "key"
-
-    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[int, str]]:
-        from tenants.models import ApiKey
-
-        keys = (
-            ApiKey.objects.all()
-            if is_platform(request.user)
-            else ApiKey.objects.filter(tenant_id__in=tenant_ids(request.user))
-        )
-        return [(k.pk, str(k)) for k in keys.order_by("-created_at")[:100]]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(api_key_id=self.value()) if self.value() else queryset
 
 
 class SinceFilter(admin.SimpleListFilter):
@@ -447,26 +445,19 @@ class TaskAdmin(BigTableAdmin):
         return views + super().get_urls()
 
     def usage_view(self, request: HttpRequest) -> TemplateResponse:
-        from tasks.dashboards import usage_dashboard
-
-        return self._dashboard(
-            request, "Usage and spend", "admin/tasks/usage.html", usage_dashboard(request.user)
-        )
+        self._require_view(request)
+        data = usage_dashboard(request.user)
+        return self.render_page(request, "admin/tasks/usage.html", "Usage and spend", **data)
 
     def failures_view(self, request: HttpRequest) -> TemplateResponse:
-        from tasks.dashboards import failures_dashboard
-
-        return self._dashboard(
-            request, "Failures", "admin/tasks/failures.html", failures_dashboard(request.user)
+        self._require_view(request)
+        return self.render_page(
+            request, "admin/tasks/failures.html", "Failures", **failures_dashboard(request.user)
         )
 
-    def _dashboard(self, request: HttpRequest, title: str, template: str, data: dict) -> TemplateResponse:
+    def _require_view(self, request: HttpRequest) -> None:
         if not self.has_view_permission(request):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
-        context = {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta, **data}
-        return TemplateResponse(request, template, context)
 
 
 def _resubmittable(task: Task) -> dict[str, Any]:

@@ -6,9 +6,12 @@ billing staff and viewers only read. Every admin page of tenant data goes throug
 another tenant's row is simply not there — a 404 by URL, absent from lists and filters.
 """
 
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from unfold.admin import ModelAdmin
 
 from tenants.models import Membership, Tenant
@@ -77,6 +80,13 @@ class TenantScopedAdmin(ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # nothing here is deleted: keys are revoked, money is adjusted
+
+    def render_page(
+        self, request: HttpRequest, template: str, title: str, **context: Any
+    ) -> TemplateResponse:
+        """One of this admin's own pages, inside the admin's frame (sidebar, breadcrumbs, messages)."""
+        frame = {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta}
+        return TemplateResponse(request, template, frame | context)
 
     def _mine(self, request: HttpRequest, obj) -> bool:
         return is_platform(request.user) or self._tenant_id(obj) in tenant_ids(request.user)

@@ -9,7 +9,6 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from unfold.decorators import action, display
@@ -106,14 +105,9 @@ class TenantAdmin(TenantScopedAdmin):
             )
             self.message_user(request, f"Added {form.cleaned_data['amount']} credits to {tenant.slug}.")
             return HttpResponseRedirect(reverse("admin:tenants_tenant_change", args=[tenant.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Top up {tenant.slug}",
-            "form": form,
-            "tenant": tenant,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/tenants/top_up.html", context)
+        return self.render_page(
+            request, "admin/tenants/top_up.html", f"Top up {tenant.slug}", form=form, tenant=tenant
+        )
 
     def has_top_up_permission(self, request: HttpRequest, object_id: str | None = None) -> bool:
         return is_platform(request.user)
@@ -274,14 +268,9 @@ class ApiKeyAdmin(TenantScopedAdmin):
         if pending and pending["key"] == api_key.pk:
             secret = pending["secret"]
             del request.session[SECRET_SESSION_KEY]
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Key {api_key}",
-            "api_key": api_key,
-            "secret": secret,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/tenants/key_secret.html", context)
+        return self.render_page(
+            request, "admin/tenants/key_secret.html", f"Key {api_key}", api_key=api_key, secret=secret
+        )
 
     @action(description="Revoke selected keys", permissions=["change"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:
