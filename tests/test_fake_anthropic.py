@@ -5,10 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -16,8 +13,8 @@ import httpx
 import pytest
 
 from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.cli import serving
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAE="  # contents are never decoded
 HELLO: list[Any] = [{"role": "user", "content": "hello fake world"}]
 THINKING: Any = {"type": "enabled", "budget_tokens": 1024}
@@ -333,20 +330,7 @@ def test_reset_forgets_the_prompt_cache(client: anthropic.Anthropic, fake: FakeA
 
 
 def test_cli_serves_until_interrupted() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.anthropic", "--port", "0", "--reply", "from the cli"],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        assert line.startswith("fake anthropic provider listening on http://127.0.0.1:")
-        base_url = line.rsplit(" ", 1)[1]
+    with serving("anthropic", "--reply", "from the cli") as base_url:
         with anthropic.Anthropic(base_url=base_url, api_key="k", max_retries=0, timeout=5) as sdk:
             message = sdk.messages.create(model="m", max_tokens=10, messages=HELLO)
         assert message.content[0].text == "from the cli"  # type: ignore[union-attr]
-    finally:
-        process.terminate()
-        process.wait(timeout=5)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,9 +11,9 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
+from tests.fakes.cli import serving
 from tests.fakes.gemini import FakeGemini
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_BYTES = b"\x89PNG\r\n\x1a\n"  # contents are never decoded
 HELLO = "hello fake world"
 USER_HELLO = {"role": "user", "parts": [{"text": HELLO}]}
@@ -397,19 +394,5 @@ def test_control_endpoints_use_google_error_bodies(fake: FakeGemini) -> None:
 
 
 def test_cli_serves_until_interrupted() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.gemini", "--port", "0", "--reply", "from the cli"],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        assert line.startswith("fake gemini provider listening on http://127.0.0.1:")
-        base_url = line.rsplit(" ", 1)[1]
-        with sdk_client(base_url) as sdk:
-            assert sdk.models.generate_content(model="m", contents=HELLO).text == "from the cli"
-    finally:
-        process.terminate()
-        process.wait(timeout=5)
+    with serving("gemini", "--reply", "from the cli") as base_url, sdk_client(base_url) as sdk:
+        assert sdk.models.generate_content(model="m", contents=HELLO).text == "from the cli"

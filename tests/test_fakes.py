@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
+from tests.fakes.cli import serving
 from tests.fakes.openai import FakeOpenAI
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_DATA_URI = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAE="  # contents are never decoded
 HELLO = [{"role": "user", "content": "hello fake world"}]
 
@@ -242,21 +239,8 @@ def test_control_endpoints_over_http(fake: FakeOpenAI) -> None:
 
 
 def test_cli_serves_until_interrupted() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai", "--port", "0", "--reply", "from the cli"],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().strip()
-        assert line.startswith("fake openai provider listening on http://127.0.0.1:")
-        base_url = line.rsplit(" ", 1)[1]
+    with serving("openai", "--reply", "from the cli") as base_url:
         assert base_url.endswith("/v1")
         with openai.OpenAI(base_url=base_url, api_key="k", max_retries=0, timeout=5) as sdk:
             completion = sdk.chat.completions.create(model="m", messages=HELLO)
         assert completion.choices[0].message.content == "from the cli"
-    finally:
-        process.terminate()
-        process.wait(timeout=5)
