@@ -390,7 +390,7 @@ class TaskAdmin(BigTableAdmin):
 
     @display(description="request")
     def request_view(self, obj: Task) -> str:
-        """The parameters, and each message with its media as thumbnails or truncated links."""
+        """The parameters, and each message with its media as truncated text (never loaded)."""
         params = {k: v for k, v in obj.request.items() if k != "messages" and v is not None}
         rows = [(m["role"], _content_html(m["content"])) for m in obj.request.get("messages", [])]
         messages_html = format_html_join("", "<div class='mb-2'><strong>{}</strong>: {}</div>", rows)
@@ -469,6 +469,9 @@ def _resubmittable(task: Task) -> dict[str, Any]:
 
 
 def _content_html(content: str | list[dict[str, Any]]) -> str:
+    """A message's text, and its media as text only. The URLs are the caller's: an <img> or a link the
+    browser follows by itself would make the operator's browser fetch them (a tracking pixel, or a
+    request into the operator's own network), so they are shown as truncated, escaped text."""
     if isinstance(content, str):
         return format_html("{}", _truncate(content, 2000))
     parts = []
@@ -477,15 +480,8 @@ def _content_html(content: str | list[dict[str, Any]]) -> str:
             parts.append(format_html("{}", _truncate(part["text"], 2000)))
             continue
         url = part[part["type"]]["url"]
-        if part["type"] == "image_url":
-            parts.append(
-                format_html("<img src='{}' alt='image' style='max-height:80px;display:inline-block'>", url)
-            )
-        else:
-            label = (
-                f"{part['type']}: inline data ({len(url)} chars)" if is_inline(url) else _truncate(url, 120)
-            )
-            parts.append(format_html("<span class='text-xs'>[{}]</span>", label))
+        where = f"inline data ({len(url)} chars)" if is_inline(url) else _truncate(url, 120)
+        parts.append(format_html("<span class='text-xs break-all'>[{}: {}]</span>", part["type"], where))
     return format_html_join(" ", "{}", ((p,) for p in parts))
 
 
