@@ -26,6 +26,21 @@ def admin_actor(request: HttpRequest) -> Actor:
     return Actor(f"admin:{request.user.get_username()}", source=request.META.get("REMOTE_ADDR", ""))
 
 
+class ShownOnce:
+    """A secret in a template context: it renders as itself, but its repr hides it. Django's template
+    engine logs a failed variable lookup at DEBUG with the repr of the whole context, so a plain string
+    would end up in the log."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def __str__(self) -> str:
+        return self._secret
+
+    def __repr__(self) -> str:
+        return "<a key secret, not shown here>"
+
+
 class BigTableAdmin(TenantScopedAdmin):
     """Lists over tables of millions of rows: no COUNT(*), newest first."""
 
@@ -265,7 +280,11 @@ class ApiKeyAdmin(TenantScopedAdmin):
         """The new secret, as the answer to the POST that made it: a reload cannot show it again, and no
         cache may keep the page."""
         response = self.render_page(
-            request, "admin/tenants/key_secret.html", f"Key {api_key}", api_key=api_key, secret=secret
+            request,
+            "admin/tenants/key_secret.html",
+            f"Key {api_key}",
+            api_key=api_key,
+            secret=ShownOnce(secret),
         )
         add_never_cache_headers(response)  # Cache-Control: no-store (with no-cache, must-revalidate)
         return response
