@@ -79,9 +79,9 @@ def tenant_ids(user: User, perm: Perm = Perm.READ) -> list[int]:
     return [tenant_id for tenant_id, role in _roles(user).items() if perm in GRANTS.get(role, ())]
 
 
-def can(user: User, perm: Perm, tenant_id: int) -> bool:
-    """May the user do `perm` to an object of this tenant?"""
-    return is_platform(user) or tenant_id in tenant_ids(user, perm)
+def can(user: User, perm: Perm, tenant_id: int | None) -> bool:
+    """May the user do `perm` to an object of this tenant? (None: a row of no tenant, the platform's.)"""
+    return is_platform(user) or (tenant_id is not None and tenant_id in tenant_ids(user, perm))
 
 
 def can_any(user: User, perm: Perm) -> bool:
@@ -156,11 +156,11 @@ class TenantScopedAdmin(ModelAdmin):
         obj = self.get_object(request, object_id)  # None for a malformed id or a row out of sight
         return obj is not None and can(request.user, perm, self.tenant_id_of(obj))
 
-    def tenant_id_of(self, obj: Model) -> int:
+    def tenant_id_of(self, obj: Model) -> int | None:
         value: Any = obj
         for part in self.tenant_field.split("__"):
             value = getattr(value, part)
-        return value if isinstance(value, int) else value.pk
+        return value if value is None or isinstance(value, int) else value.pk
 
 
 def sees_platform_pages(request: HttpRequest) -> bool:

@@ -310,3 +310,21 @@ def test_the_sidebar_links_exactly_the_pages_the_user_may_open(world, user):
         linked = f'href="{url}"' in index
         assert linked == bool(allowed(user, perm)), f"{user}: {url}"
         assert client.get(url).status_code == (200 if linked else 403), f"{user}: {url}"
+
+
+@users
+def test_the_audit_log_shows_a_tenants_events_to_its_managers_and_platform_events_to_staff_only(world, user):
+    """Events without a tenant (channels, prices) are the platform's; a tenant's owners and admins see
+    their tenant's, by the one rule the sidebar reads too."""
+    platform_event = audit_record(actor=SYSTEM, action="channel.add", tenant=None, target="platform-marker")
+    client = login(user)
+    sees_log = bool(allowed(user, "audit"))
+    assert ('href="/admin/tenants/auditevent/"' in page(client.get("/admin/"))) == sees_log
+    response = client.get("/admin/tenants/auditevent/")
+    assert response.status_code == (200 if sees_log else 403)
+    events = {event.target for event in response.context["cl"].result_list} if sees_log else set()
+    expected = {f"audit-marker-{slug}" for slug in allowed(user, "audit")}
+    assert {target for target in events if target.startswith("audit-marker-")} == expected
+    assert ("platform-marker" in events) == (USERS[user] is None)
+    detail = client.get(f"/admin/tenants/auditevent/{platform_event.pk}/change/")
+    assert detail.status_code == (200 if USERS[user] is None else 302 if sees_log else 403)
