@@ -19,7 +19,11 @@ Why so:
   they need from the admin is to see their keys and tasks; neither may spend or move anything.
 - Billing sees money but changes nothing: finance audits the bill and exports the ledger; issuing keys or
   retrying tasks (which spends credits) is the organisation admins' job.
-- Top-ups create credits, so no tenant role grants them: platform staff only.
+- Top-ups create credits, so no tenant role grants them: platform staff only. Likewise a tenant's own
+  settings (status, group, limits), its members and its model rule overrides are changed by platform
+  staff only; tenant roles read them.
+- A task's own charge is part of the task and is read with `read`; what adds up money across tasks
+  (balances, the ledger, spend per day and key) needs `money`.
 - The audit log: platform staff see every event (channels, prices and other platform changes have no
   tenant); a tenant's owners and admins see their tenant's events, because they are the ones who issue,
   rotate and revoke its keys and must be able to answer "who changed this key, when, from where". The
