@@ -36,6 +36,7 @@ sidebar links) reads it through `tenant_ids` / `can` / `scope`.
 from enum import StrEnum
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
@@ -109,8 +110,9 @@ class TenantScopedAdmin(ModelAdmin):
     """A model admin of tenant data: each row is read with `read_perm` and changed with `write_perm` in
     its own tenant (`write_perm = None`: only platform staff change it).
 
-    Actions take a queryset of everything the user can read; `acting_on` narrows it to the rows the user
-    may act on, so a bulk action with rows of two tenants acts only where the role allows."""
+    Bulk actions take a queryset of everything the user can read; `acting_on` narrows it to the rows the
+    user may act on (and says how many it left out), so a selection with rows of two tenants is acted on
+    only where the role allows. Detail actions find their object in `may(request, perm)`."""
 
     tenant_field = "tenant"
     read_perm: Perm = Perm.READ
@@ -119,8 +121,19 @@ class TenantScopedAdmin(ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return scope(super().get_queryset(request), request.user, self.read_perm, self.tenant_field)
 
+    def may(self, request: HttpRequest, perm: Perm) -> QuerySet:
+        """The rows the user may `perm`."""
+        return scope(self.get_queryset(request), request.user, perm, self.tenant_field)
+
     def acting_on(self, request: HttpRequest, queryset: QuerySet, perm: Perm) -> QuerySet:
-        return scope(queryset, request.user, perm, self.tenant_field)
+        allowed = scope(queryset, request.user, perm, self.tenant_field)
+        if refused := queryset.count() - allowed.count():
+            self.message_user(
+                request,
+                f"{refused} of the selected rows left alone: your role in their tenant does not allow it.",
+                messages.WARNING,
+            )
+        return allowed
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return can_any(request.user, self.read_perm)

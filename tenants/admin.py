@@ -110,7 +110,7 @@ class TenantAdmin(TenantScopedAdmin):
 
     @action(description="Top up", url_path="top-up", permissions=["top_up"])
     def top_up(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        tenant = get_object_or_404(self.acting_on(request, Tenant.objects, Perm.TOP_UP), pk=object_id)
+        tenant = get_object_or_404(self.may(request, Perm.TOP_UP), pk=object_id)
         form = TopUpForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             credits_topup(
@@ -291,22 +291,17 @@ class ApiKeyAdmin(TenantScopedAdmin):
 
     @action(description="Revoke selected keys", permissions=["change"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:
-        allowed = self.acting_on(request, queryset, Perm.MANAGE_KEYS)
-        if refused := queryset.count() - allowed.count():
-            self.message_user(
-                request,
-                f"{refused} selected key(s) left alone: your role in their tenant only reads.",
-                messages.WARNING,
-            )
-        for api_key in allowed.filter(revoked_at__isnull=True):
+        queryset = self.acting_on(request, queryset, Perm.MANAGE_KEYS)
+        for api_key in queryset.filter(revoked_at__isnull=True):
             apikey_revoke(api_key=api_key, actor=admin_actor(request))
         self.message_user(request, "Revoked. Every server refuses the keys within seconds.", messages.SUCCESS)
 
     @action(description="Rotate (old secret works 1 more hour)", url_path="rotate", permissions=["rotate"])
     def rotate(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """GET asks to confirm; the POST (with its CSRF token) rotates and answers with the new secret."""
-        keys = self.acting_on(request, self.get_queryset(request), Perm.MANAGE_KEYS)
-        api_key = get_object_or_404(keys, pk=object_id, revoked_at__isnull=True)
+        api_key = get_object_or_404(
+            self.may(request, Perm.MANAGE_KEYS), pk=object_id, revoked_at__isnull=True
+        )
         if request.method != "POST":
             return self.render_page(
                 request, "admin/tenants/key_rotate.html", f"Rotate {api_key}", api_key=api_key
