@@ -176,10 +176,13 @@ REST_FRAMEWORK = {
 }
 
 
-def _nav(title: str, icon: str, url_name: str, *, platform: bool = False) -> dict:
+def _nav(
+    title: str, icon: str, url_name: str, *, platform: bool = False, access: str = "sees_tenant_pages"
+) -> dict:
+    """A link shown when tenants.access.<access>(request) allows it: the rule its model admin reads."""
     from django.urls import reverse_lazy
 
-    access = "sees_platform_pages" if platform else "sees_tenant_pages"
+    access = "sees_platform_pages" if platform else access
     return {
         "title": title,
         "icon": icon,
@@ -200,7 +203,7 @@ UNFOLD = {
             {
                 "title": "Overview",
                 "items": [
-                    _nav("Usage and spend", "monitoring", "admin:tasks_usage"),
+                    _nav("Usage and spend", "monitoring", "admin:tasks_usage", access="sees_money_pages"),
                     _nav("Failures", "error", "admin:tasks_failures"),
                     _nav("Task history", "list_alt", "admin:tasks_task_changelist"),
                 ],
@@ -208,11 +211,18 @@ UNFOLD = {
             {
                 "title": "Organisations",
                 "items": [
-                    _nav("Tenants", "apartment", "admin:tenants_tenant_changelist"),
+                    _nav(
+                        "Tenants", "apartment", "admin:tenants_tenant_changelist", access="sees_money_pages"
+                    ),
                     _nav("API keys", "key", "admin:tenants_apikey_changelist"),
                     _nav("Members", "group", "admin:tenants_membership_changelist"),
                     _nav("Model rule overrides", "rule", "admin:tenants_modelruleoverride_changelist"),
-                    _nav("Ledger", "receipt_long", "admin:tenants_ledgerentry_changelist"),
+                    _nav(
+                        "Ledger",
+                        "receipt_long",
+                        "admin:tenants_ledgerentry_changelist",
+                        access="sees_money_pages",
+                    ),
                 ],
             },
             {
@@ -221,7 +231,9 @@ UNFOLD = {
                     _nav("Channels", "hub", "admin:tasks_channel_changelist", platform=True),
                     _nav("Models", "model_training", "admin:tasks_model_changelist", platform=True),
                     _nav("Prices", "sell", "admin:tasks_price_changelist", platform=True),
-                    _nav("Audit log", "history", "admin:tenants_auditevent_changelist", platform=True),
+                    _nav(
+                        "Audit log", "history", "admin:tenants_auditevent_changelist", access="sees_audit_log"
+                    ),
                     _nav("Users", "person", "admin:auth_user_changelist", platform=True),
                 ],
             },

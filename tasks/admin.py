@@ -22,7 +22,7 @@ from tasks.models import Channel, Model, Price, Task, TaskAttempt
 from tasks.relays import UpstreamError, UpstreamRequest, run_async
 from tasks.serializers import is_inline
 from tasks.services import price_set, relay_for, task_submit
-from tenants.access import MANAGER_ROLES, is_platform, tenant_ids
+from tenants.access import Perm, can_any, is_platform, scope
 from tenants.admin import BigTableAdmin, admin_actor
 from tenants.models import ApiKey, Tenant
 
@@ -253,20 +253,14 @@ class ExactFilter(admin.SimpleListFilter):
         return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
 
 
-def _visible(queryset: QuerySet, request: HttpRequest, tenant_field: str) -> QuerySet:
-    """The rows of a tenant-owned table the user may see."""
-    if is_platform(request.user):
-        return queryset
-    return queryset.filter(**{f"{tenant_field}__in": tenant_ids(request.user)})
-
-
 class TenantFilter(ExactFilter):
     title = "tenant"
     parameter_name = "tenant"
     field = "tenant_id"
 
     def lookups(self, request: HttpRequest, model_admin) -> list[tuple[Any, str]]:
-        tenants = _visible(Tenant.objects.order_by("slug"), request, "pk")
+        # the tenants whose rows this page shows: the choices never name a tenant the list would hide
+        tenants = scope(Tenant.objects.order_by("slug"), request.user, model_admin.read_perm, "pk")
         return [(t.pk, t.slug) for t in tenants[:200]]
 
 
@@ -276,7 +270,7 @@ class KeyFilter(ExactFilter):
     field = "api_key_id"
 
     def lookups(self, request: HttpRequest, model_admin) -> list[tuple[int, str]]:
-        keys = _visible(ApiKey.objects.order_by("-created_at"), request, "tenant_id")
+        keys = scope(ApiKey.objects.order_by("-created_at"), request.user, model_admin.read_perm)
         return [(k.pk, str(k)) for k in keys[:100]]
 
 
@@ -396,7 +390,7 @@ class TaskAdmin(BigTableAdmin):
 
     @display(description="request")
     def request_view(self, obj: Task) -> str:
-        """The parameters, and each message with its media as thumbnails or truncated links."""
+        """The parameters, and each message with its media as truncated text (never loaded)."""
         params = {k: v for k, v in obj.request.items() if k != "messages" and v is not None}
         rows = [(m["role"], _content_html(m["content"])) for m in obj.request.get("messages", [])]
         messages_html = format_html_join("", "<div class='mb-2'><strong>{}</strong>: {}</div>", rows)
@@ -422,6 +416,7 @@ class TaskAdmin(BigTableAdmin):
     @action(description="Retry as a new task", permissions=["retry"])
     def retry_as_new(self, request: HttpRequest, queryset: QuerySet) -> None:
         retried = 0
+        queryset = self.acting_on(request, queryset, Perm.RETRY)  # only where the role may spend
         for task in queryset.filter(status=Task.Status.FAILED).select_related("api_key__tenant")[:100]:
             validated = _resubmittable(task)
             try:
@@ -435,7 +430,7 @@ class TaskAdmin(BigTableAdmin):
             self.message_user(request, "No failed task among the selection was retried.", messages.WARNING)
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
-        return is_platform(request.user) or bool(tenant_ids(request.user, MANAGER_ROLES))
+        return can_any(request.user, Perm.RETRY)
 
     def get_urls(self):
         views = [
@@ -445,18 +440,18 @@ class TaskAdmin(BigTableAdmin):
         return views + super().get_urls()
 
     def usage_view(self, request: HttpRequest) -> TemplateResponse:
-        self._require_view(request)
+        self._require(request, Perm.MONEY)
         data = usage_dashboard(request.user)
         return self.render_page(request, "admin/tasks/usage.html", "Usage and spend", **data)
 
     def failures_view(self, request: HttpRequest) -> TemplateResponse:
-        self._require_view(request)
+        self._require(request, Perm.READ)
         return self.render_page(
             request, "admin/tasks/failures.html", "Failures", **failures_dashboard(request.user)
         )
 
-    def _require_view(self, request: HttpRequest) -> None:
-        if not self.has_view_permission(request):
+    def _require(self, request: HttpRequest, perm: Perm) -> None:
+        if not can_any(request.user, perm):
             raise PermissionDenied
 
 
@@ -474,6 +469,9 @@ def _resubmittable(task: Task) -> dict[str, Any]:
 
 
 def _content_html(content: str | list[dict[str, Any]]) -> str:
+    """A message's text, and its media as text only. The URLs are the caller's: an <img> or a link the
+    browser follows by itself would make the operator's browser fetch them (a tracking pixel, or a
+    request into the operator's own network), so they are shown as truncated, escaped text."""
     if isinstance(content, str):
         return format_html("{}", _truncate(content, 2000))
     parts = []
@@ -482,15 +480,8 @@ def _content_html(content: str | list[dict[str, Any]]) -> str:
             parts.append(format_html("{}", _truncate(part["text"], 2000)))
             continue
         url = part[part["type"]]["url"]
-        if part["type"] == "image_url":
-            parts.append(
-                format_html("<img src='{}' alt='image' style='max-height:80px;display:inline-block'>", url)
-            )
-        else:
-            label = (
-                f"{part['type']}: inline data ({len(url)} chars)" if is_inline(url) else _truncate(url, 120)
-            )
-            parts.append(format_html("<span class='text-xs'>[{}]</span>", label))
+        where = f"inline data ({len(url)} chars)" if is_inline(url) else _truncate(url, 120)
+        parts.append(format_html("<span class='text-xs break-all'>[{}: {}]</span>", part["type"], where))
     return format_html_join(" ", "{}", ((p,) for p in parts))
 
 

@@ -8,16 +8,16 @@ from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from tasks.models import UsageRollup
-from tenants.access import is_platform, tenant_ids
+from tenants.access import Perm, is_platform, scope
 
 DAYS = 30
 FAILURE_DAYS = 7
 TOP = 10
 
 
-def _rollups(user) -> QuerySet:
-    rollups = UsageRollup.objects.all()
-    return rollups if is_platform(user) else rollups.filter(tenant_id__in=tenant_ids(user))
+def _rollups(user, perm: Perm) -> QuerySet:
+    """Spend is money (`money`); failure counts are for every role that reads tasks (`read`)."""
+    return scope(UsageRollup.objects.all(), user, perm)
 
 
 def _bars(rows: list[dict[str, Any]], value: str) -> list[dict[str, Any]]:
@@ -28,7 +28,7 @@ def _bars(rows: list[dict[str, Any]], value: str) -> list[dict[str, Any]]:
 
 def usage_dashboard(user) -> dict[str, Any]:
     since = timezone.now().date() - timedelta(days=DAYS - 1)
-    recent = _rollups(user).filter(day__gte=since)
+    recent = _rollups(user, Perm.MONEY).filter(day__gte=since)
     daily = recent.values("day").annotate(task_count=Sum("tasks"), spent=Sum("credits"))
     per_day = {row["day"]: row for row in daily}
     calendar = [since + timedelta(days=n) for n in range(DAYS)]
@@ -61,7 +61,7 @@ def usage_dashboard(user) -> dict[str, Any]:
 
 def failures_dashboard(user) -> dict[str, Any]:
     since: date = timezone.now().date() - timedelta(days=FAILURE_DAYS - 1)
-    failed = _rollups(user).filter(day__gte=since, status="failed")
+    failed = _rollups(user, Perm.READ).filter(day__gte=since, status="failed")
     groups = (
         failed.values("error_code", "model", "channel__name")
         .annotate(task_count=Sum("tasks"))

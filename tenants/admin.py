@@ -9,21 +9,36 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 from unfold.decorators import action, display
 from unfold.paginator import InfinitePaginator
 
-from tenants.access import TenantScopedAdmin, is_platform, managed_tenants
+from tenants.access import Perm, TenantScopedAdmin, is_platform, tenants_with
 from tenants.models import ApiKey, AuditEvent, LedgerEntry, Membership, ModelRuleOverride, Spending, Tenant
 from tenants.services import Actor, apikey_issue, apikey_revoke, apikey_rotate, credits_topup, limits_set
 
-SECRET_SESSION_KEY = "foxgate_new_key_secret"  # noqa: S105 - a session key name, not a secret
 LIMITS = ("rpm", "tpm", "max_concurrency", "budget", "budget_period")
 
 
 def admin_actor(request: HttpRequest) -> Actor:
     return Actor(f"admin:{request.user.get_username()}", source=request.META.get("REMOTE_ADDR", ""))
+
+
+class ShownOnce:
+    """A secret in a template context: it renders as itself, but its repr hides it. Django's template
+    engine logs a failed variable lookup at DEBUG with the repr of the whole context, so a plain string
+    would end up in the log."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def __str__(self) -> str:
+        return self._secret
+
+    def __repr__(self) -> str:
+        return "<a key secret, not shown here>"
 
 
 class BigTableAdmin(TenantScopedAdmin):
@@ -41,7 +56,11 @@ class TopUpForm(forms.Form):
 
 @admin.register(Tenant)
 class TenantAdmin(TenantScopedAdmin):
+    """Balances and budgets are money: owners, admins and billing read them; only platform staff change a
+    tenant's own settings and top it up."""
+
     tenant_field = "pk"
+    read_perm = Perm.MONEY
     list_display = (
         "slug",
         "name",
@@ -69,9 +88,6 @@ class TenantAdmin(TenantScopedAdmin):
     readonly_fields = ("balance", "held", "period_spend", "period_started_at")
     actions_detail = ("top_up",)
 
-    def _tenant_id(self, obj: Tenant) -> int:
-        return obj.pk
-
     def get_readonly_fields(self, request: HttpRequest, obj=None):
         return self.readonly_fields if is_platform(request.user) else self.fields
 
@@ -94,7 +110,7 @@ class TenantAdmin(TenantScopedAdmin):
 
     @action(description="Top up", url_path="top-up", permissions=["top_up"])
     def top_up(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        tenant = get_object_or_404(self.get_queryset(request), pk=object_id)
+        tenant = get_object_or_404(self.may(request, Perm.TOP_UP), pk=object_id)
         form = TopUpForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             credits_topup(
@@ -110,7 +126,7 @@ class TenantAdmin(TenantScopedAdmin):
         )
 
     def has_top_up_permission(self, request: HttpRequest, object_id: str | None = None) -> bool:
-        return is_platform(request.user)
+        return self._may_act(request, Perm.TOP_UP, object_id)
 
 
 def limits_text(obj: Spending) -> str:
@@ -142,7 +158,7 @@ class ApiKeyForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "tenant" not in self.fields:
             return  # a read-only view: the admin built the form without its editable fields
-        self.fields["tenant"].queryset = managed_tenants(user)
+        self.fields["tenant"].queryset = tenants_with(user, Perm.MANAGE_KEYS)
         if self.instance.pk:
             self.fields["tenant"].disabled = True
             self.fields["allowed_models_text"].initial = ", ".join(self.instance.allowed_models)
@@ -178,7 +194,11 @@ class ApiKeyForm(forms.ModelForm):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(TenantScopedAdmin):
-    members_write = True
+    """Keys are read by every role and managed by owners and admins of the key's tenant. A new secret
+    (issued by the add form, or by rotation) is shown in the response of the POST that made it and kept
+    nowhere: not in the session, a message or a log."""
+
+    write_perm = Perm.MANAGE_KEYS
     form = ApiKeyForm
     list_display = ("key_text", "name", "tenant", "state", "limits_text", "last_used_at", "created_at")
     list_filter = ("revoked_at",)
@@ -251,42 +271,46 @@ class ApiKeyAdmin(TenantScopedAdmin):
             **limits,
         )
         obj.pk = issued.api_key.pk
-        request.session[SECRET_SESSION_KEY] = {"key": issued.api_key.pk, "secret": issued.secret}
+        obj.new_secret = issued.secret  # for response_add, on this object only; never saved
 
     def response_add(self, request: HttpRequest, obj: ApiKey, post_url_continue=None) -> HttpResponse:
-        return HttpResponseRedirect(reverse("admin:tenants_apikey_secret", args=[obj.pk]))
+        return self.secret_page(request, obj, obj.new_secret)
 
-    def get_urls(self):
-        secret = self.admin_site.admin_view(self.secret_view)
-        return [path("<int:key_pk>/secret/", secret, name="tenants_apikey_secret"), *super().get_urls()]
-
-    def secret_view(self, request: HttpRequest, key_pk: int) -> HttpResponse:
-        """The new secret, once: it leaves the session as it is shown, and the database never had it."""
-        api_key = get_object_or_404(self.get_queryset(request), pk=key_pk)
-        pending = request.session.get(SECRET_SESSION_KEY)
-        secret = None
-        if pending and pending["key"] == api_key.pk:
-            secret = pending["secret"]
-            del request.session[SECRET_SESSION_KEY]
-        return self.render_page(
-            request, "admin/tenants/key_secret.html", f"Key {api_key}", api_key=api_key, secret=secret
+    def secret_page(self, request: HttpRequest, api_key: ApiKey, secret: str) -> HttpResponse:
+        """The new secret, as the answer to the POST that made it: a reload cannot show it again, and no
+        cache may keep the page."""
+        response = self.render_page(
+            request,
+            "admin/tenants/key_secret.html",
+            f"Key {api_key}",
+            api_key=api_key,
+            secret=ShownOnce(secret),
         )
+        add_never_cache_headers(response)  # Cache-Control: no-store (with no-cache, must-revalidate)
+        return response
 
     @action(description="Revoke selected keys", permissions=["change"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:
+        queryset = self.acting_on(request, queryset, Perm.MANAGE_KEYS)
         for api_key in queryset.filter(revoked_at__isnull=True):
             apikey_revoke(api_key=api_key, actor=admin_actor(request))
         self.message_user(request, "Revoked. Every server refuses the keys within seconds.", messages.SUCCESS)
 
     @action(description="Rotate (old secret works 1 more hour)", url_path="rotate", permissions=["rotate"])
     def rotate(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        api_key = get_object_or_404(self.get_queryset(request), pk=object_id, revoked_at__isnull=True)
+        """GET asks to confirm; the POST (with its CSRF token) rotates and answers with the new secret."""
+        api_key = get_object_or_404(
+            self.may(request, Perm.MANAGE_KEYS), pk=object_id, revoked_at__isnull=True
+        )
+        if request.method != "POST":
+            return self.render_page(
+                request, "admin/tenants/key_rotate.html", f"Rotate {api_key}", api_key=api_key
+            )
         issued = apikey_rotate(api_key=api_key, grace=timedelta(hours=1), actor=admin_actor(request))
-        request.session[SECRET_SESSION_KEY] = {"key": api_key.pk, "secret": issued.secret}
-        return HttpResponseRedirect(reverse("admin:tenants_apikey_secret", args=[api_key.pk]))
+        return self.secret_page(request, api_key, issued.secret)
 
     def has_rotate_permission(self, request: HttpRequest, object_id: str | None = None) -> bool:
-        return self.has_change_permission(request)
+        return self._may_act(request, Perm.MANAGE_KEYS, object_id)
 
 
 @admin.register(Membership)
@@ -306,6 +330,7 @@ class ModelRuleOverrideAdmin(TenantScopedAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(BigTableAdmin):
+    read_perm = Perm.MONEY  # and so the CSV export, which is the changelist's own queryset
     list_display = (
         "created_at",
         "tenant",
@@ -386,6 +411,7 @@ def _with_header(header, rows):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(BigTableAdmin):
+    read_perm = Perm.AUDIT  # the sidebar's sees_audit_log reads the same row of tenants.access.GRANTS
     list_display = ("created_at", "actor", "action", "tenant", "target", "source")
     list_filter = ("action",)
     search_fields = ("actor", "target")

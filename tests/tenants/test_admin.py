@@ -25,6 +25,12 @@ def globex() -> Tenant:
     return tenant_create(slug="globex", credits=Decimal(50))
 
 
+def shown_secret(response) -> str:
+    """The secret on the one-time key page."""
+    page = response.content.decode()
+    return page.split('id="new-key-secret"')[1].split(">", 1)[1].split("<", 1)[0].strip()
+
+
 def login(role: str | None, tenant: Tenant | None = None) -> Client:
     if role is None:
         user = User.objects.create_superuser("root", password="x")
@@ -66,14 +72,38 @@ def test_a_tenant_admin_issues_a_key_whose_secret_is_shown_once_and_works(acme):
     response = client.post(
         "/admin/tenants/apikey/add/", {"tenant": acme.pk, "name": "from the admin", "budget_period": "month"}
     )
-    assert response.status_code == 302 and response.url.endswith("/secret/")
-    page = client.get(response.url).content.decode()
-    secret = page.split('id="new-key-secret"')[1].split(">", 1)[1].split("<", 1)[0].strip()
+    # the secret is the answer to the POST itself, not a page to come back to
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    secret = shown_secret(response)
     assert key_authenticate(secret).tenant == acme
-    assert secret not in client.get(response.url).content.decode()  # shown once
     key = ApiKey.objects.get(name="from the admin")
     assert secret not in client.get(f"/admin/tenants/apikey/{key.pk}/change/").content.decode()
+    assert secret not in client.get("/admin/tenants/apikey/").content.decode()
     assert AuditEvent.objects.get(action="key.issue").actor.startswith("admin:")
+
+
+def test_rotating_in_the_admin_is_a_post_that_answers_with_the_new_secret(acme, issued_key):
+    client = login("admin", acme)
+    url = f"/admin/tenants/apikey/{issued_key.api_key.pk}/rotate/"
+    before = ApiKey.objects.get(pk=issued_key.api_key.pk).digest
+    confirm = client.get(url)
+    assert confirm.status_code == 200 and 'method="post"' in confirm.content.decode()
+    assert ApiKey.objects.get(pk=issued_key.api_key.pk).digest == before  # a GET never rotates
+    response = client.post(url)
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    secret = shown_secret(response)
+    assert secret != issued_key.secret and key_authenticate(secret).pk == issued_key.api_key.pk
+    assert ApiKey.objects.get(pk=issued_key.api_key.pk).digest != before
+
+
+def test_rotation_needs_the_csrf_token(acme, issued_key):
+    user = User.objects.create_user("csrf-admin", password="x", is_staff=True)
+    Membership.objects.create(user=user, tenant=acme, role="admin")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    before = ApiKey.objects.get(pk=issued_key.api_key.pk).digest
+    assert client.post(f"/admin/tenants/apikey/{issued_key.api_key.pk}/rotate/").status_code == 403
+    assert ApiKey.objects.get(pk=issued_key.api_key.pk).digest == before
 
 
 def test_a_key_cannot_exceed_its_tenants_limits(acme):
