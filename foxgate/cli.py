@@ -6,6 +6,7 @@ import socket
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 from django.utils import timezone
 
@@ -64,3 +65,9 @@ def find_key(value: str) -> ApiKey:
     if api_key is None:
         raise CommandError(f"no API key with id {key_id!r}")
     return api_key
+
+
+def refusal_error(error: ValidationError, flags: dict[str, str]) -> CommandError:
+    """A service's refusal (ValidationError naming fields) as a command-line error naming the flags."""
+    named = [f"{flags.get(field, field)}: {' '.join(texts)}" for field, texts in error.message_dict.items()]
+    return CommandError("; ".join(named))
