@@ -19,7 +19,6 @@ from django.core.management import call_command
 from django.db import connection
 
 from tasks.models import Task
-from tasks.services import channel_add, price_set
 from tenants.models import ApiKey, AuditEvent, LedgerEntry, Tenant
 from tenants.services import apikey_issue, tenant_create
 from tests.tenants.writes import admin_client, tenant_form
@@ -74,16 +73,8 @@ def in_thread(target, *args, start: threading.Barrier, errors: list[BaseExceptio
     return threading.Thread(target=run)
 
 
-def test_admin_edits_while_200_tasks_hold_and_settle_lose_no_money_and_are_all_audited(stack, stack_db):
-    price_set(model_name="fake-model", input_per_million=Decimal(1), output_per_million=Decimal(2))
-    channel_add(
-        name="fake",
-        provider="openai",
-        base_url=f"{stack.fake_url}/v1",
-        api_key="",
-        model_names=["fake-model"],
-    )
-    httpx.post(f"{stack.fake_url}/_fake/reset")
+def test_admin_edits_while_200_tasks_hold_and_settle_lose_no_money_and_are_all_audited(stack, stack_api):
+    """stack_api serves fake-model from the stack's fake provider; the tenant here is a new one."""
     # Each call takes a while, so holds are outstanding while the operator saves the forms.
     httpx.post(f"{stack.fake_url}/_fake/config", json={"latency": 0.1})
     tenant = tenant_create(slug="acme", name="Acme", credits=Decimal(1000))
