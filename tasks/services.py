@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -491,6 +492,31 @@ def channel_update(
                 )
                 changed["served_models"] = after
     return changed
+
+
+def channel_remove(*, channel: Channel, actor: Actor = SYSTEM) -> None:
+    """Delete a channel that never served a call. One that did is refused: its attempts are the history
+    the task pages and the failures dashboard show (and what an upstream's invoice is checked against), so
+    such a channel is disabled instead, which stops its traffic and keeps the record."""
+    with transaction.atomic():
+        channel = Channel.objects.select_for_update().get(pk=channel.pk)
+        attempts = TaskAttempt.objects.filter(channel=channel).count()
+        if attempts:
+            raise ValidationError(
+                {
+                    "channel": f"channel {channel.name} has served {attempts} attempts, and their history "
+                    f"names it; disable it instead (disablechannel {channel.name})"
+                }
+            )
+        models = sorted(channel.served_models.values_list("name", flat=True))
+        channel.delete()
+        audit_record(
+            actor=actor,
+            action="channel.remove",
+            tenant=None,
+            target=f"channel {channel.name}",
+            details={"provider": channel.provider, "base_url": channel.base_url, "models": models},
+        )
 
 
 MODEL_FIELDS = ("name", "capabilities", "max_output_tokens", "enabled")
