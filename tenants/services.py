@@ -246,10 +246,15 @@ def apikey_update(*, api_key: ApiKey, actor: Actor = SYSTEM, **changes: Any) -> 
         )
 
 
-def apikey_revoke(*, api_key: ApiKey, actor: Actor = SYSTEM) -> None:
+def apikey_revoke(*, api_key: ApiKey, actor: Actor = SYSTEM) -> bool:
+    """Revoke the key; False (and no audit event) when it already was."""
     with transaction.atomic():
-        ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        if not ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        ):
+            return False
         audit_record(actor=actor, action="key.revoke", tenant=api_key.tenant, target=f"key {api_key.key_id}")
+    return True
 
 
 def apikey_rotate(*, api_key: ApiKey, grace: timedelta, actor: Actor = SYSTEM) -> IssuedKey:

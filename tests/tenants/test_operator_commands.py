@@ -10,7 +10,7 @@ from cryptography.fernet import Fernet
 from django.core.management import CommandError
 from django.utils import timezone
 
-from tenants.models import ApiKey
+from tenants.models import ApiKey, AuditEvent
 from tenants.services import apikey_issue, apikey_revoke, limits_set, tenant_create
 from tests.helpers import run_command as run
 
@@ -117,3 +117,10 @@ def test_genkeys_refuses_a_pepper_id_the_settings_cannot_parse():
     with pytest.raises(CommandError, match="--pepper-id"):
         run("genkeys", "--pepper-id", "a=b")
     assert not ApiKey.objects.exists()
+
+
+def test_revoking_a_revoked_key_again_says_so_and_leaves_no_second_event(tenant, issued_key):
+    key_id = issued_key.api_key.key_id
+    assert run("revokekey", key_id).startswith(f"revoked key {key_id}")
+    assert "was already revoked" in run("revokekey", key_id)
+    assert AuditEvent.objects.filter(action="key.revoke").count() == 1
