@@ -1,16 +1,24 @@
 """A key's rules hold on every path: the services, the command line and the admin share them."""
 
+import os
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError
+from django.db import connection
+from psycopg.conninfo import make_conninfo
 
 from tenants.models import ApiKey, AuditEvent, Tenant
-from tenants.services import apikey_issue, apikey_update, limits_set, tenant_update
+from tenants.services import apikey_issue, apikey_update, limits_set, tenant_create, tenant_update
 from tests.helpers import run_command as run
 
 pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -95,3 +103,20 @@ def test_services_refuse_fields_they_do_not_own(tenant, issued_key):
         tenant_update(tenant=tenant, balance=Decimal(10**6))
     with pytest.raises(TypeError, match="held"):
         apikey_update(api_key=issued_key.api_key, held=Decimal(0))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_manage_py_issuekey_above_the_tenants_limit_exits_non_zero_with_a_clear_message():
+    """As an operator types it: a separate process on the same database, its exit code and stderr."""
+    tenant = tenant_create(slug="acme")
+    limits_set(target=tenant, rpm=100)
+    db = connection.settings_dict
+    database_url = make_conninfo(
+        dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=db["PORT"]
+    )
+    env = {**os.environ, "DATABASE_URL": database_url}
+    command = [sys.executable, str(ROOT / "manage.py"), "issuekey", "acme", "--rpm", "100000"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 1
+    assert "--rpm: The tenant's own limit is 100; a key's may not be higher than that." in done.stderr
+    assert "sk-" not in done.stdout and not ApiKey.objects.exists()
