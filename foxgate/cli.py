@@ -3,9 +3,11 @@
 import getpass
 import re
 import socket
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 from django.utils import timezone
 
@@ -64,3 +66,21 @@ def find_key(value: str) -> ApiKey:
     if api_key is None:
         raise CommandError(f"no API key with id {key_id!r}")
     return api_key
+
+
+def refusal_error(error: ValidationError, flags: dict[str, str]) -> CommandError:
+    """A service's refusal (ValidationError naming fields) as a command-line error naming the flags."""
+    named = [f"{flags.get(field, field)}: {' '.join(texts)}" for field, texts in error.message_dict.items()]
+    return CommandError("; ".join(named))
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Rows under a header, in columns two spaces apart, one row per line: stable for grep and diff.
+
+    An empty value prints as '-', so every line has as many fields as the header; only the last column
+    may hold spaces (names, reasons), so `awk '{print $1}'` and the like stay reliable."""
+    lines = [[str(cell) if cell not in (None, "") else "-" for cell in row] for row in [header, *rows]]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    padded = [[cell.ljust(width) for cell, width in zip(line, widths, strict=False)] for line in lines]
+    rows_out = ("  ".join([*cells, line[-1]]).rstrip() for cells, line in zip(padded, lines, strict=True))
+    return "\n".join(rows_out)

@@ -17,13 +17,24 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminPasswordWidget
 
+from foxgate.errors import ApiError
 from tasks.dashboards import failures_dashboard, usage_dashboard
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
 from tasks.relays import UpstreamError, UpstreamRequest, run_async
 from tasks.serializers import is_inline
-from tasks.services import price_set, relay_for, task_submit
+from tasks.services import (
+    CHANNEL_FIELDS,
+    MODEL_FIELDS,
+    channel_add,
+    channel_update,
+    model_add,
+    model_update,
+    price_set,
+    relay_for,
+    task_submit,
+)
 from tenants.access import Perm, can_any, is_platform, scope
-from tenants.admin import BigTableAdmin, admin_actor
+from tenants.admin import BigTableAdmin, admin_actor, form_values
 from tenants.models import ApiKey, Tenant
 
 ERROR_CODES = (
@@ -90,6 +101,13 @@ class CatalogModelAdmin(PlatformAdmin):
             else "no price"
         )
 
+    def save_model(self, request: HttpRequest, obj: Model, form, change: bool) -> None:
+        values = form_values(form, MODEL_FIELDS)
+        if change:
+            model_update(model=obj, actor=admin_actor(request), **values)
+            return
+        obj.pk = model_add(actor=admin_actor(request), **values).pk
+
 
 @admin.register(Price)
 class PriceAdmin(PlatformAdmin):
@@ -150,15 +168,6 @@ class ChannelForm(forms.ModelForm):
             "enabled",
         )
 
-    def save(self, commit: bool = True) -> Channel:
-        channel = super().save(commit=False)
-        if self.cleaned_data["new_api_key"]:
-            channel.api_key = self.cleaned_data["new_api_key"]
-        if commit:
-            channel.save()
-            self.save_m2m()
-        return channel
-
 
 @admin.register(Channel)
 class ChannelAdmin(PlatformAdmin):
@@ -196,6 +205,27 @@ class ChannelAdmin(PlatformAdmin):
                 recent_latency=Avg("recent__latency_ms"),
             )
         )
+
+    def save_model(self, request: HttpRequest, obj: Channel, form, change: bool) -> None:
+        """Through the channel services: a full-row save would write back the breaker state as the form
+        loaded it, undoing what the workers decided meanwhile."""
+        values = form_values(form, CHANNEL_FIELDS)
+        models = list(form.cleaned_data["served_models"])
+        if form.cleaned_data["new_api_key"]:
+            values["api_key"] = form.cleaned_data["new_api_key"]  # blank keeps the stored key
+        if change:
+            channel_update(channel=obj, actor=admin_actor(request), served_models=models, **values)
+            return
+        created = channel_add(
+            model_names=[model.name for model in models],
+            actor=admin_actor(request),
+            api_key=values.pop("api_key", ""),
+            **values,
+        )
+        obj.pk = created.pk
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        """Served models were saved (and audited) by save_model."""
 
     @display(description="circuit", label={"closed": "success", "open": "danger", "half_open": "warning"})
     def circuit(self, obj: Channel) -> str:
@@ -415,14 +445,21 @@ class TaskAdmin(BigTableAdmin):
 
     @action(description="Retry as a new task", permissions=["retry"])
     def retry_as_new(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Each retry is admitted as the API admits a request (task_submit): a revoked or expired key, a
+        suspended tenant, an exhausted budget or balance refuse it with the API's own reason."""
         retried = 0
         queryset = self.acting_on(request, queryset, Perm.RETRY)  # only where the role may spend
         for task in queryset.filter(status=Task.Status.FAILED).select_related("api_key__tenant")[:100]:
             validated = _resubmittable(task)
             try:
                 admitted = task_submit(api_key=task.api_key, validated=validated)
-            except Exception as error:  # report why each retry was refused, go on with the rest
-                self.message_user(request, f"{task.id}: not retried ({error})", messages.WARNING)
+            except ApiError as error:  # report why each retry was refused, go on with the rest
+                self.message_user(
+                    request,
+                    f"{task.id}: not retried, refused as the API would refuse it: {error.message} "
+                    f"({error.status_code} {error.code})",
+                    messages.WARNING,
+                )
                 continue
             retried += 1
             self.message_user(request, f"{task.id} resubmitted as {admitted.task.id}")

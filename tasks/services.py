@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -26,7 +27,15 @@ from tasks.selectors import is_disabled, model_rules
 from tasks.serializers import messages_from
 from tenants.limits import limits_admit, limits_record, limits_settle
 from tenants.models import ApiKey, ModelRuleOverride
-from tenants.services import SYSTEM, Actor, audit_record, credits_hold, credits_settle
+from tenants.services import (
+    SYSTEM,
+    Actor,
+    audit_record,
+    credits_hold,
+    credits_settle,
+    refuse_unknown,
+    row_update,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +54,13 @@ class Admitted:
 
 def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Admitted:
     """Admit a validated request: resolve its model and price, apply the model's rules, check the limits,
-    hold credits, insert the task and enqueue it. Nothing is written unless all of that succeeds."""
+    hold credits, insert the task and enqueue it. Nothing is written unless all of that succeeds.
+
+    The key must still be usable (ApiKey.refusal): the API checked it when it authenticated, and any other
+    caller (the admin's retry) gets the same answer here."""
+    refusal = api_key.refusal(timezone.now())
+    if refusal is not None:
+        raise refusal
     tenant = api_key.tenant
     overrides = list(ModelRuleOverride.objects.for_tenant(tenant))
     model = model_resolve(name=validated["model"], api_key=api_key, overrides=overrides)
@@ -427,6 +442,106 @@ def channel_add(
             details={"provider": provider, "base_url": base_url, "models": model_names, **routing},
         )
     return channel
+
+
+# What an operator may change on a channel. The breaker's columns (circuit_*) belong to routing and are
+# never written here; disabled_reason only when a caller asks (disablechannel / enablechannel).
+CHANNEL_FIELDS = (
+    "name",
+    "provider",
+    "base_url",
+    "model_mapping",
+    "priority",
+    "weight",
+    "timeout_seconds",
+    "max_concurrency",
+    "enabled",
+    "disabled_reason",
+    "api_key",
+)
+
+
+def channel_update(
+    *, channel: Channel, actor: Actor = SYSTEM, served_models: list[Model] | None = None, **changes: Any
+) -> dict[str, Any]:
+    """Change a channel's settings, its upstream key (`api_key`, audited as "changed", never by value) or
+    the models it serves; only what differs is written, with one AuditEvent for the edit."""
+    with transaction.atomic():
+        changed = row_update(
+            instance=channel,
+            actor=actor,
+            changes=changes,
+            allowed=CHANNEL_FIELDS,
+            action="channel.update",
+            tenant=None,
+            target=f"channel {channel.name}",
+            secret_fields=("api_key",),
+            stored_as={"api_key": "api_key_encrypted"},
+        )
+        if served_models is not None:
+            before = sorted(channel.served_models.values_list("name", flat=True))
+            after = sorted(model.name for model in served_models)
+            if before != after:
+                channel.served_models.set(served_models)
+                audit_record(
+                    actor=actor,
+                    action="channel.models",
+                    tenant=None,
+                    target=f"channel {channel.name}",
+                    details={"before": {"models": before}, "after": {"models": after}},
+                )
+                changed["served_models"] = after
+    return changed
+
+
+def channel_remove(*, channel: Channel, actor: Actor = SYSTEM) -> None:
+    """Delete a channel that never served a call. One that did is refused: its attempts are the history
+    the task pages and the failures dashboard show (and what an upstream's invoice is checked against), so
+    such a channel is disabled instead, which stops its traffic and keeps the record."""
+    with transaction.atomic():
+        channel = Channel.objects.select_for_update().get(pk=channel.pk)
+        attempts = TaskAttempt.objects.filter(channel=channel).count()
+        if attempts:
+            raise ValidationError(
+                {
+                    "channel": f"channel {channel.name} has served {attempts} attempts, and their history "
+                    f"names it; disable it instead (disablechannel {channel.name})"
+                }
+            )
+        models = sorted(channel.served_models.values_list("name", flat=True))
+        channel.delete()
+        audit_record(
+            actor=actor,
+            action="channel.remove",
+            tenant=None,
+            target=f"channel {channel.name}",
+            details={"provider": channel.provider, "base_url": channel.base_url, "models": models},
+        )
+
+
+MODEL_FIELDS = ("name", "capabilities", "max_output_tokens", "enabled")
+
+
+def model_add(*, name: str, actor: Actor = SYSTEM, **settings: Any) -> Model:
+    """A new catalog entry; it cannot be served until it has a price (price_set)."""
+    refuse_unknown(settings, MODEL_FIELDS, "model settings")
+    settings.setdefault("capabilities", default_capabilities(name))
+    with transaction.atomic():
+        model = Model.objects.create(name=name, **settings)
+        audit_record(actor=actor, action="model.add", tenant=None, target=f"model {name}", details=settings)
+    return model
+
+
+def model_update(*, model: Model, actor: Actor = SYSTEM, **changes: Any) -> dict[str, Any]:
+    return row_update(
+        instance=model,
+        actor=actor,
+        changes=changes,
+        allowed=MODEL_FIELDS,
+        action="model.update",
+        tenant=None,
+        target=f"model {model.name}",
+    )
 
 
 def stream_chunks_expire() -> int:

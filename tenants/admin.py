@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
@@ -17,7 +18,24 @@ from unfold.paginator import InfinitePaginator
 
 from tenants.access import Perm, TenantScopedAdmin, is_platform, tenants_with
 from tenants.models import ApiKey, AuditEvent, LedgerEntry, Membership, ModelRuleOverride, Spending, Tenant
-from tenants.services import Actor, apikey_issue, apikey_revoke, apikey_rotate, credits_topup, limits_set
+from tenants.services import (
+    KEY_FIELDS,
+    OVERRIDE_FIELDS,
+    TENANT_FIELDS,
+    Actor,
+    apikey_check,
+    apikey_issue,
+    apikey_revoke,
+    apikey_rotate,
+    apikey_update,
+    credits_topup,
+    membership_add,
+    membership_update,
+    override_add,
+    override_update,
+    tenant_create,
+    tenant_update,
+)
 
 LIMITS = ("rpm", "tpm", "max_concurrency", "budget", "budget_period")
 
@@ -41,6 +59,20 @@ class ShownOnce:
         return "<a key secret, not shown here>"
 
 
+def show_rule_errors(
+    form: forms.BaseForm, error: ValidationError, fields: dict[str, str] | None = None
+) -> None:
+    """A service's refusal, shown on the form field it names (the rule itself lives in the service)."""
+    for field, messages_ in error.message_dict.items():
+        name = (fields or {}).get(field, field)
+        form.add_error(name if name in form.fields else None, messages_)
+
+
+def form_values(form: forms.BaseForm, allowed: tuple[str, ...]) -> dict:
+    """The edited values of the fields a service takes; the service writes only what differs."""
+    return {field: form.cleaned_data[field] for field in allowed if field in form.cleaned_data}
+
+
 class BigTableAdmin(TenantScopedAdmin):
     """Lists over tables of millions of rows: no COUNT(*), newest first."""
 
@@ -54,11 +86,23 @@ class TopUpForm(forms.Form):
     memo = forms.CharField(max_length=500, required=False)
 
 
+class TenantForm(forms.ModelForm):
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.instance.pk:
+            try:
+                self.instance.check_limits_cover_keys({f: data.get(f) for f in LIMITS if f in data})
+            except ValidationError as error:
+                show_rule_errors(self, error)
+        return data
+
+
 @admin.register(Tenant)
 class TenantAdmin(TenantScopedAdmin):
     """Balances and budgets are money: owners, admins and billing read them; only platform staff change a
     tenant's own settings and top it up."""
 
+    form = TenantForm
     tenant_field = "pk"
     read_perm = Perm.MONEY
     list_display = (
@@ -104,9 +148,13 @@ class TenantAdmin(TenantScopedAdmin):
         return limits_text(obj)
 
     def save_model(self, request: HttpRequest, obj: Tenant, form, change: bool) -> None:
+        # Never a full-row save: the form's copy of balance and held is stale the moment a task settles.
+        values = form_values(form, TENANT_FIELDS)
         if change:
-            limits_set(target=obj, actor=admin_actor(request), **{f: form.cleaned_data[f] for f in LIMITS})
-        super().save_model(request, obj, form, change)
+            tenant_update(tenant=obj, actor=admin_actor(request), **values)
+            return
+        slug, name = values.pop("slug"), values.pop("name")
+        obj.pk = tenant_create(slug=slug, name=name, actor=admin_actor(request), **values).pk
 
     @action(description="Top up", url_path="top-up", permissions=["top_up"])
     def top_up(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -165,31 +213,38 @@ class ApiKeyForm(forms.ModelForm):
             self.fields["allowed_ips_text"].initial = ", ".join(self.instance.allowed_ips)
 
     def clean_allowed_ips_text(self) -> list[str]:
-        import ipaddress
-
-        ips = [ip.strip() for ip in self.cleaned_data["allowed_ips_text"].split(",") if ip.strip()]
-        for ip in ips:
-            try:
-                ipaddress.ip_network(ip, strict=False)
-            except ValueError:
-                raise forms.ValidationError(f"{ip!r} is not an address or CIDR range") from None
-        return ips
+        return _split(self.cleaned_data["allowed_ips_text"])
 
     def clean_allowed_models_text(self) -> list[str]:
-        return [m.strip() for m in self.cleaned_data["allowed_models_text"].split(",") if m.strip()]
+        return _split(self.cleaned_data["allowed_models_text"])
 
     def clean(self) -> dict:
+        """The key rules of tenants.services.apikey_check, shown on the fields they name."""
         data = super().clean()
         tenant = self.instance.tenant if self.instance.pk else data.get("tenant")
         if tenant is None:
             return data
-        for field in ("rpm", "tpm", "max_concurrency", "budget"):
-            own, ceiling = data.get(field), getattr(tenant, field)
-            if ceiling is not None and (own is None or own > ceiling):
-                self.add_error(
-                    field, f"The tenant's own limit is {ceiling}; a key's must be set and no higher."
-                )
+        values = {field: data.get(field) for field in LIMITS}
+        values |= {
+            "allowed_ips": data.get("allowed_ips_text", []),
+            "allowed_models": data.get("allowed_models_text", []),
+        }
+        try:
+            cleaned = apikey_check(tenant=tenant, values=values)
+        except ValidationError as error:
+            show_rule_errors(
+                self, error, {"allowed_ips": "allowed_ips_text", "allowed_models": "allowed_models_text"}
+            )
+            return data
+        data["allowed_ips_text"], data["allowed_models_text"] = (
+            cleaned["allowed_ips"],
+            cleaned["allowed_models"],
+        )
         return data
+
+
+def _split(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 @admin.register(ApiKey)
@@ -253,13 +308,13 @@ class ApiKeyAdmin(TenantScopedAdmin):
         data = form.cleaned_data
         limits = {field: data[field] for field in LIMITS}
         if change:
-            ApiKey.objects.filter(pk=obj.pk).update(
+            apikey_update(
+                api_key=obj,
+                actor=admin_actor(request),
                 allowed_models=data["allowed_models_text"],
                 allowed_ips=data["allowed_ips_text"],
-                name=data["name"],
-                expires_at=data["expires_at"],
+                **form_values(form, KEY_FIELDS),
             )
-            limits_set(target=obj, actor=admin_actor(request), **limits)
             return
         issued = apikey_issue(
             tenant=data["tenant"],
@@ -320,12 +375,27 @@ class MembershipAdmin(TenantScopedAdmin):
     search_fields = ("user__username", "tenant__slug")
     list_select_related = ("user", "tenant")
 
+    def save_model(self, request: HttpRequest, obj: Membership, form, change: bool) -> None:
+        values = form_values(form, ("user", "tenant", "role"))
+        if change:
+            membership_update(membership=obj, actor=admin_actor(request), **values)
+            return
+        obj.pk = membership_add(actor=admin_actor(request), **values).pk
+
 
 @admin.register(ModelRuleOverride)
 class ModelRuleOverrideAdmin(TenantScopedAdmin):
     list_display = ("tenant", "model_pattern", "disabled", "max_images", "max_output_tokens", "reasoning")
     list_filter = ("disabled", "reasoning")
     search_fields = ("tenant__slug", "model_pattern")
+
+    def save_model(self, request: HttpRequest, obj: ModelRuleOverride, form, change: bool) -> None:
+        values = form_values(form, ("tenant", *OVERRIDE_FIELDS))
+        tenant = values.pop("tenant", obj.tenant)
+        if change:
+            override_update(override=obj, actor=admin_actor(request), **values)
+            return
+        obj.pk = override_add(tenant=tenant, actor=admin_actor(request), **values).pk
 
 
 @admin.register(LedgerEntry)

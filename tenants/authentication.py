@@ -90,12 +90,11 @@ def key_authenticate(token: str, *, client_ip: str = "") -> ApiKey:
         # Same HMAC work as for a real key, so timing does not reveal unknown key ids.
         ApiKey.digest_secret(secret, settings.API_KEY_PEPPER_ID)
         raise AuthenticationError(_INVALID)
-    if not api_key.secret_matches(secret, now) or api_key.revoked_at is not None:
+    if not api_key.secret_matches(secret, now):
         raise AuthenticationError(_INVALID)
-    if api_key.is_expired(now):
-        raise AuthenticationError("This API key has expired.", code="expired_api_key")
-    if api_key.tenant.status != Tenant.Status.ACTIVE:
-        raise PermissionDenied("This API key's tenant is suspended.", code="tenant_suspended")
+    refusal = api_key.refusal(now)  # the rule every admission path shares (the admin's retry too)
+    if refusal is not None:
+        raise refusal
     if not api_key.allows_ip(client_ip):
         raise PermissionDenied(f"This API key may not be used from {client_ip}.", code="ip_not_allowed")
     _mark_used(api_key, now)

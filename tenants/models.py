@@ -2,20 +2,31 @@ import fnmatch
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 import string
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from foxgate.errors import ApiError, AuthenticationError, PermissionDenied
+
 KEY_PREFIX = "sk-"
 KEY_ID_LENGTH = 12
 _KEY_ID_ALPHABET = string.ascii_lowercase + string.digits
 CREDITS = {"max_digits": 20, "decimal_places": 6}
+LIMIT_FIELDS = ("rpm", "tpm", "max_concurrency", "budget", "budget_period")
+# The limits a key may tighten but never loosen (budget_period is a choice, not a ceiling).
+CEILINGS = ("rpm", "tpm", "max_concurrency", "budget")
+# Model names are ASCII words with . _ - : / @ +; patterns add * and ?. No spaces, commas or brackets:
+# the admin and the CLI split lists on commas, and fnmatch's [..] classes would be a surprise in a name.
+_MODEL_PATTERN = re.compile(r"^[A-Za-z0-9._:/@+*?-]{1,200}$")
 
 
 class TenantQuerySet(models.QuerySet):
@@ -72,6 +83,41 @@ class Tenant(Spending):
     @property
     def available(self) -> Decimal:
         return self.balance - self.held
+
+    def check_key_limits(self, limits: Mapping[str, Any]) -> None:
+        """A key's limits stay within this tenant's: a key may be tighter, never looser.
+
+        An unset key limit is within any tenant limit (admission checks the tenant's scope too), so a
+        tenant may be capped without touching its keys. Raises ValidationError naming each field."""
+        errors = {}
+        for field in CEILINGS:
+            own, ceiling = limits.get(field), getattr(self, field)
+            if own is not None and ceiling is not None and own > ceiling:
+                errors[field] = f"The tenant's own limit is {ceiling}; a key's may not be higher than that."
+        if errors:
+            raise ValidationError(errors)
+
+    def check_limits_cover_keys(self, limits: Mapping[str, Any]) -> None:
+        """Lowering a tenant's limit below what one of its live keys allows is refused, naming the keys.
+
+        Refused rather than silently lowering the keys: a key's limit is someone's deliberate setting, and
+        the operator should see which keys it concerns (or suspend the tenant when it is urgent)."""
+        keys = ApiKey.objects.filter(tenant=self, revoked_at__isnull=True).order_by("key_id")
+        errors = {}
+        for field in CEILINGS:
+            ceiling = limits.get(field)
+            if ceiling is None:
+                continue
+            above = list(keys.filter(**{f"{field}__gt": ceiling}).values_list("key_id", field)[:6])
+            if above:
+                named = ", ".join(f"{key_id} ({value})" for key_id, value in above[:5])
+                more = " and more" if len(above) > 5 else ""
+                errors[field] = (
+                    f"Keys of this tenant allow more than {ceiling}: {named}{more}. "
+                    "Lower or revoke them first."
+                )
+        if errors:
+            raise ValidationError(errors)
 
 
 class Membership(models.Model):
@@ -179,6 +225,49 @@ class ApiKey(Spending):
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now
+
+    def refusal(self, now: datetime) -> ApiError | None:
+        """Why this key may not admit work now (revoked, expired, tenant suspended), as the API answers it;
+        None when it may. Every admission path asks this: the API's authentication and the admin's retry."""
+        if self.revoked_at is not None:
+            return AuthenticationError("Invalid API key.")
+        if self.is_expired(now):
+            return AuthenticationError("This API key has expired.", code="expired_api_key")
+        if self.tenant.status != Tenant.Status.ACTIVE:
+            return PermissionDenied("This API key's tenant is suspended.", code="tenant_suspended")
+        return None
+
+    @staticmethod
+    def clean_allowed_ips(values: Iterable[str]) -> list[str]:
+        """The IP allow-list as stored: addresses or CIDR ranges, stripped and each checked."""
+        cleaned: list[str] = []
+        for value in (v.strip() for v in values):
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValidationError(
+                    {"allowed_ips": f"{value!r} is not an IP address or CIDR range."}
+                ) from None
+            if value not in cleaned:
+                cleaned.append(value)
+        return cleaned
+
+    @staticmethod
+    def clean_allowed_models(values: Iterable[str]) -> list[str]:
+        """The model allow-list as stored: names or families (gpt-4o*), stripped and checked."""
+        cleaned: list[str] = []
+        for value in (v.strip() for v in values):
+            if not _MODEL_PATTERN.match(value) or not value.strip("*?"):
+                raise ValidationError(
+                    {
+                        "allowed_models": f"{value!r} is not a model name or family: use letters, "
+                        "digits, . _ - : / @ + and the wildcards * and ?, at most 200 characters "
+                        "(an empty list allows every model)."
+                    }
+                )
+            if value not in cleaned:
+                cleaned.append(value)
+        return cleaned
 
     def allows_model(self, model_name: str) -> bool:
         name = model_name.lower()

@@ -1,17 +1,28 @@
 """Writes on tenants, keys and credits. Every credit movement goes through here and leaves a ledger line;
 every change to keys, limits, budgets and balances leaves an audit event."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from foxgate.errors import InsufficientQuota
-from tenants.models import KEY_PREFIX, ApiKey, AuditEvent, LedgerEntry, Spending, Tenant
+from tenants.models import (
+    KEY_PREFIX,
+    LIMIT_FIELDS,
+    ApiKey,
+    AuditEvent,
+    LedgerEntry,
+    Membership,
+    ModelRuleOverride,
+    Spending,
+    Tenant,
+)
 
 
 @dataclass(frozen=True)
@@ -50,18 +61,127 @@ def audit_record(
 
 
 def tenant_create(
-    *, slug: str, name: str = "", credits: Decimal = Decimal(0), actor: Actor = SYSTEM
+    *, slug: str, name: str = "", credits: Decimal = Decimal(0), actor: Actor = SYSTEM, **settings: Any
 ) -> Tenant:
+    """A new tenant; `settings` are any of status, group and the limits."""
+    refuse_unknown(settings, TENANT_FIELDS, "tenant settings")
     with transaction.atomic():
-        tenant = Tenant.objects.create(slug=slug, name=name or slug)
-        audit_record(actor=actor, action="tenant.create", tenant=tenant, target=f"tenant {slug}")
+        tenant = Tenant.objects.create(slug=slug, name=name or slug, **settings)
+        audit_record(
+            actor=actor,
+            action="tenant.create",
+            tenant=tenant,
+            target=f"tenant {slug}",
+            details=_jsonable(settings),
+        )
         if credits:
             credits_topup(tenant=tenant, amount=credits, memo="initial credits", actor=actor)
     tenant.refresh_from_db()
     return tenant
 
 
-LIMIT_FIELDS = ("rpm", "tpm", "max_concurrency", "budget", "budget_period")
+# What an operator may change on a tenant or a key. Money columns (balance, held, period_spend,
+# period_started_at) are not among them: only the ledger services below move those.
+TENANT_FIELDS = ("slug", "name", "status", "group", *LIMIT_FIELDS)
+KEY_FIELDS = ("name", "allowed_models", "allowed_ips", "expires_at", *LIMIT_FIELDS)
+
+
+def row_update(
+    *,
+    instance: models.Model,
+    actor: Actor,
+    changes: dict[str, Any],
+    allowed: tuple[str, ...],
+    action: str,
+    tenant: Tenant | None,
+    target: str,
+    check: Callable[[Any], None] | None = None,
+    secret_fields: tuple[str, ...] = (),
+    stored_as: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Change some columns of one row, and only those, with an AuditEvent of their before and after.
+
+    The row is locked and re-read, so the diff is against what the database holds now, not against a copy
+    loaded when a form was opened; fields whose value does not change are neither written nor audited,
+    and an edit that changes nothing leaves no event. `check` sees the row as it would be and raises
+    ValidationError to refuse. `secret_fields` are audited as "changed", never by value; `stored_as`
+    maps a property (an encrypted key) to the column it writes. Updates `instance` in place and returns
+    {field: new value} of what changed."""
+    refuse_unknown(changes, allowed, "fields")
+    with transaction.atomic():
+        row = type(instance).objects.select_for_update(of=("self",)).get(pk=instance.pk)
+        before = {field: getattr(row, field) for field in changes}
+        for field, value in changes.items():
+            setattr(row, field, value)
+        if check is not None:
+            check(row)
+        changed = {field: getattr(row, field) for field in changes if getattr(row, field) != before[field]}
+        if not changed:
+            return {}
+        columns = {(stored_as or {}).get(field, field) for field in changed}
+        type(instance).objects.filter(pk=row.pk).update(**{c: getattr(row, c) for c in columns})
+        audit_record(
+            actor=actor,
+            action=action,
+            tenant=tenant,
+            target=target,
+            details={
+                "before": _audited({f: before[f] for f in changed}, secret_fields),
+                "after": _audited(changed, secret_fields),
+            },
+        )
+    for field in changed:
+        column = (stored_as or {}).get(field, field)
+        setattr(instance, column, getattr(row, column))
+    return changed
+
+
+def _audited(values: dict[str, Any], secret_fields: tuple[str, ...]) -> dict[str, Any]:
+    return _jsonable({f: ("changed" if f in secret_fields else v) for f, v in values.items()})
+
+
+def refuse_unknown(given: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
+    unknown = set(given) - set(allowed)
+    if unknown:
+        raise TypeError(f"unknown {what}: {', '.join(sorted(unknown))}")
+
+
+def tenant_update(*, tenant: Tenant, actor: Actor = SYSTEM, **changes: Any) -> dict[str, Any]:
+    """Change a tenant's name, status, group or limits; see `row_update`. Suspending or reactivating is
+    audited as tenant.suspend / tenant.activate. A limit below one of its live keys' is refused."""
+    status = changes.get("status")
+    action = {Tenant.Status.SUSPENDED: "tenant.suspend", Tenant.Status.ACTIVE: "tenant.activate"}.get(
+        status, "tenant.update"
+    )
+    if status is not None and status == Tenant.objects.values_list("status", flat=True).get(pk=tenant.pk):
+        action = "tenant.update"  # the status is not what this edit changes
+
+    def check(row: Tenant) -> None:
+        row.check_limits_cover_keys({f: changes[f] for f in changes if f in LIMIT_FIELDS})
+
+    return row_update(
+        instance=tenant,
+        actor=actor,
+        changes=changes,
+        allowed=TENANT_FIELDS,
+        action=action,
+        tenant=tenant,
+        target=f"tenant {tenant.slug}",
+        check=check,
+    )
+
+
+def apikey_check(*, tenant: Tenant, values: dict[str, Any]) -> dict[str, Any]:
+    """The rules a key's settings obey, wherever they are set (admin, command line, services): allow-lists
+    that parse, limits within the tenant's. Returns the values as stored; raises ValidationError naming
+    the field."""
+    cleaned = dict(values)
+    if "allowed_ips" in cleaned:
+        cleaned["allowed_ips"] = ApiKey.clean_allowed_ips(cleaned["allowed_ips"] or [])
+    if "allowed_models" in cleaned:
+        cleaned["allowed_models"] = ApiKey.clean_allowed_models(cleaned["allowed_models"] or [])
+    tenant.check_key_limits(cleaned)
+    return cleaned
 
 
 def apikey_issue(
@@ -74,22 +194,25 @@ def apikey_issue(
     actor: Actor = SYSTEM,
     **limits: Any,
 ) -> IssuedKey:
-    """A new key. `limits` are any of rpm, tpm, max_concurrency, budget and budget_period."""
-    unknown = set(limits) - set(LIMIT_FIELDS)
-    if unknown:
-        raise TypeError(f"unknown key limits: {', '.join(sorted(unknown))}")
+    """A new key. `limits` are any of rpm, tpm, max_concurrency, budget and budget_period; they must stay
+    within the tenant's (ValidationError otherwise)."""
+    refuse_unknown(limits, LIMIT_FIELDS, "key limits")
     secret = ApiKey.new_secret()
-    api_key = ApiKey(
-        tenant=tenant,
-        key_id=ApiKey.new_key_id(),
-        name=name,
-        allowed_models=allowed_models or [],
-        allowed_ips=allowed_ips or [],
-        expires_at=expires_at,
-        **{field: value for field, value in limits.items() if value is not None},
-    )
-    api_key.set_secret(secret)
     with transaction.atomic():
+        # Locked, so a concurrent lowering of the tenant's limits cannot slip between check and insert.
+        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        values = apikey_check(
+            tenant=locked,
+            values={
+                "allowed_models": allowed_models or [],
+                "allowed_ips": allowed_ips or [],
+                **{field: value for field, value in limits.items() if value is not None},
+            },
+        )
+        api_key = ApiKey(
+            tenant=tenant, key_id=ApiKey.new_key_id(), name=name, expires_at=expires_at, **values
+        )
+        api_key.set_secret(secret)
         api_key.save()
         audit_record(
             actor=actor,
@@ -101,10 +224,37 @@ def apikey_issue(
     return IssuedKey(api_key=api_key, secret=f"{KEY_PREFIX}{api_key.key_id}{secret}")
 
 
-def apikey_revoke(*, api_key: ApiKey, actor: Actor = SYSTEM) -> None:
+def apikey_update(*, api_key: ApiKey, actor: Actor = SYSTEM, **changes: Any) -> dict[str, Any]:
+    """Change a key's name, allow-lists, expiry or limits; see `row_update` and `apikey_check`."""
     with transaction.atomic():
-        ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        # The tenant row first, in the order holds and settlements take it, so this cannot deadlock.
+        tenant = Tenant.objects.select_for_update().get(pk=api_key.tenant_id)
+        changes = apikey_check(tenant=tenant, values=changes)
+
+        def check(row: ApiKey) -> None:
+            tenant.check_key_limits({field: getattr(row, field) for field in LIMIT_FIELDS})
+
+        return row_update(
+            instance=api_key,
+            actor=actor,
+            changes=changes,
+            allowed=KEY_FIELDS,
+            action="key.update",
+            tenant=tenant,
+            target=f"key {api_key.key_id}",
+            check=check,
+        )
+
+
+def apikey_revoke(*, api_key: ApiKey, actor: Actor = SYSTEM) -> bool:
+    """Revoke the key; False (and no audit event) when it already was."""
+    with transaction.atomic():
+        if not ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        ):
+            return False
         audit_record(actor=actor, action="key.revoke", tenant=api_key.tenant, target=f"key {api_key.key_id}")
+    return True
 
 
 def apikey_rotate(*, api_key: ApiKey, grace: timedelta, actor: Actor = SYSTEM) -> IssuedKey:
@@ -132,18 +282,75 @@ def apikey_rotate(*, api_key: ApiKey, grace: timedelta, actor: Actor = SYSTEM) -
     return IssuedKey(api_key=api_key, secret=f"{KEY_PREFIX}{api_key.key_id}{secret}")
 
 
-def limits_set(*, target: Spending, actor: Actor = SYSTEM, **limits: Any) -> None:
-    """Change a tenant's or key's limits and budget; None clears a limit."""
-    unknown = set(limits) - set(LIMIT_FIELDS)
-    if unknown:
-        raise TypeError(f"unknown limits: {', '.join(sorted(unknown))}")
-    tenant = target if isinstance(target, Tenant) else target.tenant
-    name = f"tenant {tenant.slug}" if isinstance(target, Tenant) else f"key {target.key_id}"
+def limits_set(*, target: Spending, actor: Actor = SYSTEM, **limits: Any) -> dict[str, Any]:
+    """Change a tenant's or key's limits and budget; None clears a limit. The rules of
+    `tenant_update` and `apikey_update` apply."""
+    refuse_unknown(limits, LIMIT_FIELDS, "limits")
+    if isinstance(target, Tenant):
+        return tenant_update(tenant=target, actor=actor, **limits)
+    assert isinstance(target, ApiKey)
+    return apikey_update(api_key=target, actor=actor, **limits)
+
+
+def membership_add(*, user: Any, tenant: Tenant, role: str, actor: Actor = SYSTEM) -> Membership:
     with transaction.atomic():
-        type(target).objects.filter(pk=target.pk).update(**limits)
-        for field, value in limits.items():
-            setattr(target, field, value)
-        audit_record(actor=actor, action="limits.set", tenant=tenant, target=name, details=_jsonable(limits))
+        membership = Membership.objects.create(user=user, tenant=tenant, role=role)
+        audit_record(
+            actor=actor,
+            action="member.add",
+            tenant=tenant,
+            target=f"user {user.get_username()}",
+            details={"role": role},
+        )
+    return membership
+
+
+def membership_update(*, membership: Membership, actor: Actor = SYSTEM, **changes: Any) -> dict[str, Any]:
+    """Change a member's role (or move the membership to another user or tenant)."""
+    return row_update(
+        instance=membership,
+        actor=actor,
+        changes=changes,
+        allowed=("user", "tenant", "role"),
+        action="member.update",
+        tenant=changes.get("tenant", membership.tenant),
+        target=f"user {membership.user.get_username()}",
+    )
+
+
+OVERRIDE_FIELDS = ("model_pattern", "disabled", "max_images", "max_output_tokens", "reasoning")
+
+
+def override_add(
+    *, tenant: Tenant, model_pattern: str, actor: Actor = SYSTEM, **rules: Any
+) -> ModelRuleOverride:
+    """A tenant's own rule for a model or family; ModelRuleOverride.clean says what it may not ask."""
+    refuse_unknown(rules, OVERRIDE_FIELDS, "override rules")
+    override = ModelRuleOverride(tenant=tenant, model_pattern=model_pattern, **rules)
+    override.clean()
+    with transaction.atomic():
+        override.save()
+        audit_record(
+            actor=actor,
+            action="override.add",
+            tenant=tenant,
+            target=f"override {model_pattern}",
+            details=_jsonable({"model_pattern": model_pattern, **rules}),
+        )
+    return override
+
+
+def override_update(*, override: ModelRuleOverride, actor: Actor = SYSTEM, **changes: Any) -> dict[str, Any]:
+    return row_update(
+        instance=override,
+        actor=actor,
+        changes=changes,
+        allowed=OVERRIDE_FIELDS,
+        action="override.update",
+        tenant=override.tenant,
+        target=f"override {override.model_pattern}",
+        check=lambda row: row.clean(),
+    )
 
 
 def _key_settings(api_key: ApiKey) -> dict[str, Any]:
@@ -157,7 +364,15 @@ def _key_settings(api_key: ApiKey) -> dict[str, Any]:
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Decimal | datetime) else v) for k, v in values.items()}
+    return {k: _jsonable_value(v) for k, v in values.items()}
+
+
+def _jsonable_value(value: Any) -> Any:
+    if isinstance(value, Decimal | datetime):
+        return str(value)
+    if isinstance(value, models.Model):
+        return str(value)
+    return value
 
 
 def credits_topup(*, tenant: Tenant, amount: Decimal, memo: str = "", actor: Actor = SYSTEM) -> LedgerEntry:

@@ -3,7 +3,7 @@ from urllib.parse import urlsplit
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from foxgate.cli import cli_actor
-from tasks.models import Channel
+from tasks.models import Channel, Model
 from tasks.services import channel_add
 
 
@@ -32,7 +32,9 @@ class Command(BaseCommand):
             help="as the provider's SDK takes it: https://api.openai.com/v1, https://api.anthropic.com, "
             "https://generativelanguage.googleapis.com",
         )
-        parser.add_argument("--api-key", default="")
+        parser.add_argument(
+            "--api-key", help="the upstream's key (leave the flag out for an upstream that takes none)"
+        )
         parser.add_argument(
             "--models",
             required=True,
@@ -59,13 +61,20 @@ class Command(BaseCommand):
                 mapping[public.strip()] = upstream.strip() or public.strip()
         if not mapping:
             raise CommandError("--models must name at least one model")
+        api_key = options["api_key"]
+        if api_key is not None and not api_key.strip():
+            # `--api-key "$UNSET_VAR"` arrives as an empty string: a channel that would fail every call.
+            raise CommandError(
+                "--api-key was given but is empty (an unset variable?); pass the key, or leave the flag "
+                "out for an upstream that takes no key"
+            )
         if Channel.objects.filter(name=name).exists():
             raise CommandError(f"channel {name!r} already exists")
         channel = channel_add(
             name=name,
             provider=options["provider"],
             base_url=base_url,
-            api_key=options["api_key"],
+            api_key=(api_key or "").strip(),
             model_names=list(mapping),
             model_mapping={public: upstream for public, upstream in mapping.items() if public != upstream},
             priority=options["priority"],
@@ -75,3 +84,9 @@ class Command(BaseCommand):
             actor=cli_actor(),
         )
         self.stdout.write(f"added channel {channel.name} serving {', '.join(mapping)}")
+        for model in Model.objects.filter(name__in=mapping).order_by("name"):
+            if model.current_price() is None:  # a group's own price serves only that group
+                self.stderr.write(
+                    f"warning: model {model.name} has no price, so it cannot be served (422) until one is "
+                    f"set: setprice {model.name} --input CREDITS --output CREDITS"
+                )

@@ -1,8 +1,7 @@
-import ipaddress
-
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from foxgate.cli import cli_actor, parse_credits, parse_when
+from foxgate.cli import cli_actor, parse_credits, parse_when, refusal_error
 from tenants.models import Spending, Tenant
 from tenants.services import apikey_issue
 
@@ -11,6 +10,16 @@ def positive_int(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(value)
     return int(value)
+
+
+KEY_FLAGS = {
+    "rpm": "--rpm",
+    "tpm": "--tpm",
+    "max_concurrency": "--concurrency",
+    "budget": "--budget",
+    "allowed_ips": "--ips",
+    "allowed_models": "--models",
+}
 
 
 class Command(BaseCommand):
@@ -32,25 +41,22 @@ class Command(BaseCommand):
         tenant = Tenant.objects.filter(slug=slug).first()
         if tenant is None:
             raise CommandError(f"no tenant {slug!r}")
-        ips = [ip.strip() for ip in options["ips"].split(",") if ip.strip()]
-        for ip in ips:
-            try:
-                ipaddress.ip_network(ip, strict=False)
-            except ValueError:
-                raise CommandError(f"--ips: {ip!r} is not an address or CIDR range") from None
-        issued = apikey_issue(
-            tenant=tenant,
-            name=options["name"],
-            allowed_models=[m.strip() for m in options["models"].split(",") if m.strip()],
-            allowed_ips=ips,
-            expires_at=parse_when(options["expires"], "--expires") if options["expires"] else None,
-            rpm=options["rpm"],
-            tpm=options["tpm"],
-            max_concurrency=options["concurrency"],
-            budget=parse_credits(options["budget"], "--budget") if options["budget"] else None,
-            budget_period=options["budget_period"],
-            actor=cli_actor(),
-        )
+        try:
+            issued = apikey_issue(
+                tenant=tenant,
+                name=options["name"],
+                allowed_models=[m for m in options["models"].split(",") if m.strip()],
+                allowed_ips=[ip for ip in options["ips"].split(",") if ip.strip()],
+                expires_at=parse_when(options["expires"], "--expires") if options["expires"] else None,
+                rpm=options["rpm"],
+                tpm=options["tpm"],
+                max_concurrency=options["concurrency"],
+                budget=parse_credits(options["budget"], "--budget") if options["budget"] else None,
+                budget_period=options["budget_period"],
+                actor=cli_actor(),
+            )
+        except ValidationError as error:  # the key rules of tenants.services, named by their flags
+            raise refusal_error(error, KEY_FLAGS) from None
         self.stdout.write(
             f"issued key {issued.api_key.key_id} for tenant {tenant.slug}; it is shown only now:"
         )

@@ -12,5 +12,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, key: str, **options) -> None:
         api_key = find_key(key)
-        apikey_revoke(api_key=api_key, actor=cli_actor())
+        if not apikey_revoke(api_key=api_key, actor=cli_actor()):
+            self.stdout.write(f"key {api_key.key_id} of tenant {api_key.tenant.slug} was already revoked")
+            return
         self.stdout.write(f"revoked key {api_key.key_id} of tenant {api_key.tenant.slug}")
