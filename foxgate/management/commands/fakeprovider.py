@@ -11,6 +11,6 @@ class Command(BaseCommand):
         parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
 
     def handle(self, *args, port: int, latency: float, **options) -> None:
-        from tests.fakes.openai import main
+        from foxgate.fakes.openai import main
 
         main(["--port", str(port), "--latency", str(latency)])

@@ -4,17 +4,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @contextmanager
 def serving(provider: str, *args: str) -> Iterator[str]:
-    """`python -m tests.fakes.<provider> --port 0 ARGS` running; yields the base URL it announces."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", f"tests.fakes.{provider}", "--port", "0", *args],
-        cwd=PROJECT_ROOT,
+    """`python -m foxgate.fakes.<provider> --port 0 ARGS` running; yields the base URL it announces."""
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", f"foxgate.fakes.{provider}", "--port", "0", *args],
         stdout=subprocess.PIPE,
         text=True,
     )
