@@ -122,6 +122,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "foxgate.urls"
+# The only sign-in page is the admin's; Django's default (/accounts/profile/) does not exist here.
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "admin:index"
 ASGI_APPLICATION = "foxgate.asgi.application"
 
 TEMPLATES = [
@@ -315,6 +318,12 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "filters": ["context"], "formatter": LOG_FORMAT}
     },
     "root": {"handlers": ["console"], "level": env_str("FOXGATE_LOG_LEVEL", "INFO")},
-    "loggers": {"pgserver": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        "pgserver": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        # django-q2 logs every enqueue, schedule run and processed job at INFO: noise that buries the
+        # demo's key and every log worth reading. Shown only when FOXGATE_LOG_LEVEL=DEBUG.
+        "django-q": {"level": "DEBUG" if env_str("FOXGATE_LOG_LEVEL", "INFO") == "DEBUG" else "WARNING"},
+    },
 }
 APPEND_SLASH = False
