@@ -12,6 +12,9 @@ from django.core.exceptions import ImproperlyConfigured
 from foxgate.database import database_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The top-level templates/ folder, reached through the foxgate/templates link so the same path works in
+# the checkout and in an installed wheel, which carries the folder's files there (pyproject.toml).
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -62,7 +65,8 @@ PRODUCTION = env_bool("FOXGATE_PRODUCTION")
 DEBUG = env_bool("FOXGATE_DEBUG", default=not PRODUCTION)
 SECRET_KEY = env_str("FOXGATE_SECRET_KEY", DEV_SECRET_KEY)
 ALLOWED_HOSTS = env_list("FOXGATE_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
-DATA_DIR = Path(env_str("FOXGATE_DATA_DIR", str(BASE_DIR / ".foxgate")))
+# Local state (the embedded database) lives where FoxGate is run from, never inside site-packages.
+DATA_DIR = Path(env_str("FOXGATE_DATA_DIR", ".foxgate")).absolute()
 
 # API key digests are HMACs keyed by a pepper kept apart from SECRET_KEY. Several peppers may be
 # configured at once so they can rotate: new keys use the current one, old keys keep their pepper id.
@@ -130,7 +134,7 @@ ASGI_APPLICATION = "foxgate.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [TEMPLATES_DIR],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
