@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from base64 import urlsafe_b64encode
@@ -37,10 +38,17 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
+def work() -> Iterator[Path]:
+    """A folder of our own, not pytest's: pytest prunes old base temp folders of the same user when a
+    new run starts, which would delete the virtualenv under a long run sharing the machine."""
+    with tempfile.TemporaryDirectory(prefix="foxgate-wheel-") as folder:
+        yield Path(folder)
+
+
+@pytest.fixture(scope="module")
+def installed(work) -> Path:
     """The bin/ folder of a new virtualenv holding the wheel built from this checkout (dependencies come
     from pip's cache, filled when the checkout's own .venv was made)."""
-    work = tmp_path_factory.mktemp("wheel")
     dist, venv = work / "dist", work / "venv"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", dist, CHECKOUT],
@@ -56,10 +64,9 @@ def installed(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def site(tmp_path) -> Path:
+def site(work) -> Path:
     """An empty working folder outside the checkout, as an operator's would be."""
-    folder = tmp_path / "site"
-    folder.mkdir()
+    folder = Path(tempfile.mkdtemp(prefix="site-", dir=work))
     assert not folder.is_relative_to(CHECKOUT)
     return folder
 
@@ -193,7 +200,8 @@ def admin_login(client: httpx.Client, password: str) -> None:
 
 
 def crawl_admin(client: httpx.Client) -> dict[str, int]:
-    """Every admin page reachable by a link from the index (filters and sort orders aside): its status."""
+    """Every admin page reachable by a link from the index (filters and sort orders aside), and every
+    static file (scripts, styles, icons) those pages load: the status of each."""
     seen: dict[str, int] = {}
     pending = deque(["/admin/"])
     while pending and len(seen) < 400:
@@ -202,10 +210,11 @@ def crawl_admin(client: httpx.Client) -> dict[str, int]:
         seen[url] = response.status_code
         if "text/html" not in response.headers.get("content-type", ""):
             continue
-        for href in re.findall(r'href="([^"#?]+)"', response.text):
+        for href in re.findall(r'(?:href|src)="([^"#?]+)', response.text):
             target = urlsplit(urljoin(url, href)).path
             new = target not in seen and target not in pending
-            if new and target.startswith("/admin/") and not ACTING_LINKS.search(target):
+            wanted = target.startswith(("/admin/", "/static/")) and not ACTING_LINKS.search(target)
+            if new and wanted:
                 pending.append(target)
     return seen
 
@@ -244,4 +253,7 @@ def test_installed_demo_from_another_folder_serves_a_generation_the_docs_and_eve
     assert failing == {}, failing
     for page in ("/admin/tasks/task/usage/", "/admin/tasks/task/failures/", "/admin/tenants/tenant/"):
         assert page in pages, sorted(pages)
+    # the theme's styles and the admin's scripts come from the installed packages, through WhiteNoise
+    assert any(url.startswith("/static/unfold/") for url in pages), sorted(pages)
+    assert any(url.startswith("/static/admin/js/") for url in pages), sorted(pages)
     assert task_pages, sorted(pages)
