@@ -96,6 +96,13 @@ if PRODUCTION:
     if unsafe:
         raise ImproperlyConfigured("refusing to start in production mode: " + "; ".join(unsafe))
 
+# Production is served over HTTPS (TLS usually ends at a load balancer): cookies never travel in clear.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
+# Behind a TLS-terminating proxy, requests arrive as http; believe the proxy's X-Forwarded-Proto only when
+# told to (the proxy must set it), else the admin's sign-in fails its CSRF origin check.
+if env_bool("FOXGATE_TRUST_X_FORWARDED_PROTO"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 INSTALLED_APPS = [
     "foxgate",
     "unfold",  # the admin theme; before django.contrib.admin so its templates win

@@ -105,6 +105,8 @@ def test_installed_command_passes_the_deployment_checks_and_refuses_unsafe_produ
     checked = foxgate(installed, site, "check", "--deploy", env=production_env())
     assert checked.returncode == 0, checked.stderr
     assert "System check identified" in checked.stdout + checked.stderr
+    # production sends its session and CSRF cookies over HTTPS only
+    assert "security.W012" not in checked.stderr and "security.W016" not in checked.stderr
 
     unsafe = foxgate(installed, site, "check", env=operator_env(FOXGATE_PRODUCTION="1"))
     assert unsafe.returncode != 0
