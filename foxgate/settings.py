@@ -12,6 +12,9 @@ from django.core.exceptions import ImproperlyConfigured
 from foxgate.database import database_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The top-level templates/ folder, reached through the foxgate/templates link so the same path works in
+# the checkout and in an installed wheel, which carries the folder's files there (pyproject.toml).
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -62,7 +65,8 @@ PRODUCTION = env_bool("FOXGATE_PRODUCTION")
 DEBUG = env_bool("FOXGATE_DEBUG", default=not PRODUCTION)
 SECRET_KEY = env_str("FOXGATE_SECRET_KEY", DEV_SECRET_KEY)
 ALLOWED_HOSTS = env_list("FOXGATE_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
-DATA_DIR = Path(env_str("FOXGATE_DATA_DIR", str(BASE_DIR / ".foxgate")))
+# Local state (the embedded database) lives where FoxGate is run from, never inside site-packages.
+DATA_DIR = Path(env_str("FOXGATE_DATA_DIR", ".foxgate")).absolute()
 
 # API key digests are HMACs keyed by a pepper kept apart from SECRET_KEY. Several peppers may be
 # configured at once so they can rotate: new keys use the current one, old keys keep their pepper id.
@@ -91,6 +95,13 @@ if PRODUCTION:
         unsafe.append("DATABASE_URL is not set (the embedded database is for local use)")
     if unsafe:
         raise ImproperlyConfigured("refusing to start in production mode: " + "; ".join(unsafe))
+
+# Production is served over HTTPS (TLS usually ends at a load balancer): cookies never travel in clear.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
+# Behind a TLS-terminating proxy, requests arrive as http; believe the proxy's X-Forwarded-Proto only when
+# told to (the proxy must set it), else the admin's sign-in fails its CSRF origin check.
+if env_bool("FOXGATE_TRUST_X_FORWARDED_PROTO"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "foxgate",
@@ -122,12 +133,15 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "foxgate.urls"
+# The only sign-in page is the admin's; Django's default (/accounts/profile/) does not exist here.
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "admin:index"
 ASGI_APPLICATION = "foxgate.asgi.application"
 
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [TEMPLATES_DIR],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -327,6 +341,12 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "filters": ["context"], "formatter": LOG_FORMAT}
     },
     "root": {"handlers": ["console"], "level": env_str("FOXGATE_LOG_LEVEL", "INFO")},
-    "loggers": {"pgserver": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        "pgserver": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        # django-q2 logs every enqueue, schedule run and processed job at INFO: noise that buries the
+        # demo's key and every log worth reading. Shown only when FOXGATE_LOG_LEVEL=DEBUG.
+        "django-q": {"level": "DEBUG" if env_str("FOXGATE_LOG_LEVEL", "INFO") == "DEBUG" else "WARNING"},
+    },
 }
 APPEND_SLASH = False

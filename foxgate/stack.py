@@ -1,7 +1,8 @@
 """Start FoxGate's processes side by side: the fake provider, the web server and the worker cluster.
 
 Used by the `demo` command and by the end-to-end tests, so both run exactly the processes production
-runs (`uvicorn foxgate.asgi:application` and `manage.py qcluster`), each as its own OS process.
+runs (`uvicorn foxgate.asgi:application` and `foxgate qcluster`), each as its own OS process.
+Children run `python -m foxgate`, so the stack starts the same from a checkout or an installed wheel.
 """
 
 import contextlib
@@ -48,7 +49,7 @@ class Stack:
 
     def start(self, timeout: float = 30) -> "Stack":
         python = sys.executable
-        self._spawn("fake provider", [python, "manage.py", "fakeprovider", "--port", str(self.fake_port)])
+        self._spawn("fake provider", [python, "-m", "foxgate", "fakeprovider", "--port", str(self.fake_port)])
         for number, port in enumerate((self.web_port, *self.extra_web_ports)):
             uvicorn = [
                 "-m",
@@ -63,7 +64,7 @@ class Stack:
                 f"web {number}" if number else "web",
                 [python, *uvicorn, "--workers", str(self.web_workers), "--no-access-log"],
             )
-        self._spawn("worker cluster", [python, "manage.py", "qcluster"])
+        self._spawn("worker cluster", [python, "-m", "foxgate", "qcluster"])
         try:
             self._wait_until_up(f"{self.fake_url}/_fake/requests", timeout)
             for url in self.web_urls:
@@ -101,8 +102,9 @@ class Stack:
         try:
             self.processes[name] = subprocess.Popen(  # noqa: S603
                 argv,
-                cwd=settings.BASE_DIR,
-                env={**os.environ, **self.env},
+                # The data folder defaults to one under the working directory: name ours, so every
+                # child attaches to this process's embedded database wherever it is started.
+                env={**os.environ, "FOXGATE_DATA_DIR": str(settings.DATA_DIR), **self.env},
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so stop() reaches everything it forks

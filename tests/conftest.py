@@ -55,7 +55,7 @@ def priced_model(db):
 
 @pytest.fixture
 def fake_openai():
-    from tests.fakes.openai import FakeOpenAI
+    from foxgate.fakes.openai import FakeOpenAI
 
     with FakeOpenAI() as fake:
         yield fake

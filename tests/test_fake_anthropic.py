@@ -12,8 +12,8 @@ import anthropic
 import httpx
 import pytest
 
-from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.cli import serving
+from foxgate.fakes.anthropic import FakeAnthropic
+from foxgate.fakes.cli import serving
 
 PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAE="  # contents are never decoded
 HELLO: list[Any] = [{"role": "user", "content": "hello fake world"}]

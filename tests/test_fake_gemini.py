@@ -11,8 +11,8 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from tests.fakes.cli import serving
-from tests.fakes.gemini import FakeGemini
+from foxgate.fakes.cli import serving
+from foxgate.fakes.gemini import FakeGemini
 
 IMAGE_BYTES = b"\x89PNG\r\n\x1a\n"  # contents are never decoded
 HELLO = "hello fake world"

@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.cli import serving
-from tests.fakes.openai import FakeOpenAI
+from foxgate.fakes.cli import serving
+from foxgate.fakes.openai import FakeOpenAI
 
 IMAGE_DATA_URI = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAE="  # contents are never decoded
 HELLO = [{"role": "user", "content": "hello fake world"}]

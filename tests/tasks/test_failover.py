@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from foxgate.fakes.openai import FakeOpenAI
 from tasks.models import Channel, Task
 from tasks.services import channel_add, price_set
-from tests.fakes.openai import FakeOpenAI
 from tests.helpers import database_dump, poll_until_finished, tenant_client
 
 pytestmark = pytest.mark.e2e

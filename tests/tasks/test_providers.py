@@ -5,9 +5,9 @@ from decimal import Decimal
 import pytest
 from openai.types.chat import ChatCompletion
 
+from foxgate.fakes.anthropic import FakeAnthropic
+from foxgate.fakes.gemini import FakeGemini
 from tasks.services import channel_add, price_set
-from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.gemini import FakeGemini
 from tests.helpers import PNG_DATA_URI, poll_until_finished, tenant_client
 
 pytestmark = pytest.mark.e2e

@@ -5,11 +5,11 @@ import httpx
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from foxgate.fakes.anthropic import FakeAnthropic
+from foxgate.fakes.gemini import FakeGemini
+from foxgate.fakes.openai import FakeOpenAI
 from tasks.relays import RELAYS, Upstream, UpstreamError, UpstreamRequest, run_async
 from tasks.relays.anthropic import anthropic_usage
-from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.gemini import FakeGemini
-from tests.fakes.openai import FakeOpenAI
 from tests.helpers import PNG_DATA_URI as PNG
 
 FAKES = {"openai": FakeOpenAI, "anthropic": FakeAnthropic, "gemini": FakeGemini}

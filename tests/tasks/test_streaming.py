@@ -11,13 +11,13 @@ from django.utils import timezone
 from httpx_sse import aconnect_sse, connect_sse
 from openai.types.chat import ChatCompletionChunk
 
+from foxgate.fakes.anthropic import FakeAnthropic
+from foxgate.fakes.gemini import FakeGemini
+from foxgate.fakes.openai import FakeOpenAI
 from tasks.jobs import stream_chunks_expire_job
 from tasks.models import StreamChunk, Task
 from tasks.services import channel_add, price_set
 from tenants.services import apikey_issue, tenant_create
-from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.gemini import FakeGemini
-from tests.fakes.openai import FakeOpenAI
 from tests.helpers import poll_until_finished, run_command, tenant_client
 
 pytestmark = pytest.mark.e2e

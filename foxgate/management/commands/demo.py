@@ -4,6 +4,7 @@ import signal
 import time
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -36,6 +37,9 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         secret = self._demo_data(fake_port)
         admin_password = self._demo_admin()
+        key_file = self._keep_key(secret)
+        self.stdout.write(f"Demo API key (also in {key_file}):\n{secret}\nstarting the processes...\n")
+        self.stdout.flush()
         stack = Stack(web_port=port, fake_port=fake_port)
         # Ctrl-C or SIGTERM stops everything, even when we were started with SIGINT ignored.
         signal.signal(signal.SIGINT, _interrupt)
@@ -56,7 +60,7 @@ class Command(BaseCommand):
             f"-H 'Content-Type: application/json' -d '{body}'\n"
             "then poll it with the id it returned:\n"
             f"curl -s {base}/v1/tasks/TASK_ID -H 'Authorization: Bearer {secret}'\n\n"
-            "Press Ctrl-C to stop everything.\n"
+            f"The key is also in {key_file}. Press Ctrl-C to stop everything.\n"
         )
         self.stdout.flush()
         try:
@@ -67,6 +71,14 @@ class Command(BaseCommand):
             self.stdout.write("stopping...")
         finally:
             stack.stop()
+
+    def _keep_key(self, secret: str) -> str:
+        """Write the key to the data folder, readable by its owner only, so it outlives the scrollback."""
+        key_file = settings.DATA_DIR / "demo-key"
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.touch(mode=0o600)
+        key_file.write_text(secret + "\n")
+        return str(key_file)
 
     def _demo_admin(self) -> str:
         """A platform staff account for the admin site, with a fresh password each run."""

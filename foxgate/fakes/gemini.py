@@ -9,7 +9,7 @@ thought a thinking token.
 Requests are parsed the way Google's proto-JSON front end does it: camelCase and snake_case field
 names both work, unknown fields and mistyped values are rejected, and ``null`` means unset.
 
-Standalone: ``python -m tests.fakes.gemini --port 8901 [--latency 0.2]``.
+Standalone: ``python -m foxgate.fakes.gemini --port 8901 [--latency 0.2]``.
 """
 
 from __future__ import annotations

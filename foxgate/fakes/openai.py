@@ -3,7 +3,7 @@
 The default answer echoes the last user message (``"Echo: <text>"`` plus ``" [images: N]"``) and
 token counts are deterministic, so tests can assert on what the gateway forwarded and billed.
 
-Standalone: ``python -m tests.fakes.openai --port 8900 [--latency 0.2]``.
+Standalone: ``python -m foxgate.fakes.openai --port 8900 [--latency 0.2]``.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ forwarded and billed:
   reports it as cache creation, and the same prefix again reports it as cache read. There is no
   minimum cacheable length and no expiry; ``reset()`` (``POST /_fake/reset``) forgets the cache.
 
-Standalone: ``python -m tests.fakes.anthropic --port 8901 [--latency 0.2]``.
+Standalone: ``python -m foxgate.fakes.anthropic --port 8901 [--latency 0.2]``.
 """
 
 from __future__ import annotations

@@ -424,14 +424,8 @@ def _reason(status: int) -> str:
         return "Error"
 
 
-def run_cli(server_cls: type[FakeProviderServer], argv: Sequence[str] | None = None) -> int:
-    """Serve ``server_cls`` until Ctrl-C, with every knob available as a ``--flag``."""
-    parser = argparse.ArgumentParser(
-        description=f"Serve a fake {server_cls.provider_name} provider until Ctrl-C. "
-        f"Knobs can be changed at runtime with POST {CONTROL_PREFIX}config."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+def add_knob_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every knob as a ``--flag`` with its help; unset flags stay out of the parsed options."""
     for knob in fields(Knobs):
         flag = "--" + knob.name.replace("_", "-")
         kind = _KNOB_TYPES[knob.name]
@@ -440,14 +434,34 @@ def run_cli(server_cls: type[FakeProviderServer], argv: Sequence[str] | None = N
         parser.add_argument(
             flag, dest=knob.name, default=argparse.SUPPRESS, help=knob.metadata["help"], **typed
         )
-    options = vars(parser.parse_args(argv))
-    host, port = options.pop("host"), options.pop("port")
-    try:
-        server = server_cls(port=port, host=host, **options)
-    except (TypeError, ValueError, OSError) as error:
-        parser.error(str(error))
+
+
+def knob_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The knobs among parsed options (other keys, such as a framework's own flags, are dropped)."""
+    return {name: value for name, value in options.items() if name in _KNOB_TYPES}
+
+
+def serve_forever(server: FakeProviderServer) -> None:
+    """Serve until Ctrl-C or SIGTERM, after announcing the base URL on stdout (callers read that line)."""
     with server:
         print(f"fake {server.provider_name} provider listening on {server.base_url}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
+
+
+def run_cli(server_cls: type[FakeProviderServer], argv: Sequence[str] | None = None) -> int:
+    """Serve ``server_cls`` until Ctrl-C, with every knob available as a ``--flag``."""
+    parser = argparse.ArgumentParser(
+        description=f"Serve a fake {server_cls.provider_name} provider until Ctrl-C. "
+        f"Knobs can be changed at runtime with POST {CONTROL_PREFIX}config."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    add_knob_arguments(parser)
+    options = vars(parser.parse_args(argv))
+    try:
+        server = server_cls(port=options["port"], host=options["host"], **knob_options(options))
+    except (TypeError, ValueError, OSError) as error:
+        parser.error(str(error))
+    serve_forever(server)
     return 0
