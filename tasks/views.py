@@ -1,6 +1,8 @@
 """The public API: one view per operation. Views validate, call a service or selector, and answer;
 every failure is raised and turned into the error envelope by foxgate.errors."""
 
+import re
+
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -39,6 +41,24 @@ ERRORS = {
         504: "sync mode: upstream_timeout, or task_still_running when the wait ran out",
     }.items()
 }
+
+
+# What tasks.models.new_task_id makes. A path is checked against it before any query: any other
+# string (a NUL byte, 10 kB of text) cannot name a task, and must not reach PostgreSQL.
+TASK_ID_PATTERN = re.compile(r"task-llmrouter-[0-9]{1,12}-[a-z0-9]{8}")
+TASK_ID = OpenApiParameter(
+    "task_id",
+    str,
+    location=OpenApiParameter.PATH,
+    pattern=f"^{TASK_ID_PATTERN.pattern}$",
+    description="The task's id",
+)
+
+
+def task_id_checked(task_id: str) -> str:
+    if not TASK_ID_PATTERN.fullmatch(task_id):
+        raise NotFound("No task with this id exists for this API key's tenant.", code="task_not_found")
+    return task_id
 
 
 def errors(*statuses: int) -> dict[int, OpenApiResponse]:
@@ -99,14 +119,17 @@ class GenerationStreamApi(AsyncAPIView):
         description="`chunk` events (OpenAI chat.completion.chunk, with `id:` lines), then `done` "
         '(`{"total_chunks": N}`) or `error` (`{"message", "code"}`). Resume with `?offset=N` or '
         "`Last-Event-ID`. Keep-alive comments while the upstream is silent.",
-        parameters=[OpenApiParameter("offset", int, description="the first chunk to send (default 0)")],
+        parameters=[
+            TASK_ID,
+            OpenApiParameter("offset", int, description="the first chunk to send (default 0)"),
+        ],
         responses={
             (200, "text/event-stream"): OpenApiResponse(str, description="the event stream"),
             **errors(401, 404, 410, 422, 500),
         },
     )
     async def get(self, request: Request, task_id: str) -> StreamingHttpResponse:
-        task = await sync_to_async(task_get)(tenant=request.auth, task_id=task_id)
+        task = await sync_to_async(task_get)(tenant=request.auth, task_id=task_id_checked(task_id))
         stream_check(task)
         return event_stream(task.id, offset=stream_offset(request))
 
@@ -142,10 +165,11 @@ class TaskDetailApi(APIView):
     @extend_schema(
         operation_id="task_get",
         summary="Get a task",
+        parameters=[TASK_ID],
         responses={200: schema.TaskSchema, **errors(401, 404, 500)},
     )
     def get(self, request: Request, task_id: str) -> Response:
-        return Response(task_as_api(task_get(tenant=request.auth, task_id=task_id)))
+        return Response(task_as_api(task_get(tenant=request.auth, task_id=task_id_checked(task_id))))
 
 
 class GenerationModelListApi(APIView):
