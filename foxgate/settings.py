@@ -147,6 +147,7 @@ DATABASES = {
         env_str("DATABASE_URL"),
         DATA_DIR,
         pool_size=env_int("FOXGATE_DB_POOL_SIZE", 20) if env_bool("FOXGATE_DB_POOL") else 0,
+        pool_timeout=float(env_str("FOXGATE_DB_POOL_TIMEOUT", "3")),
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -282,6 +283,7 @@ Q_CLUSTER = {
     "save_limit": 1000,
     "ack_failures": True,
     "label": "Worker cluster",
+    "broker_class": "foxgate.broker.OutageTolerantORM",  # no 10 s stall after a database restart
 }
 
 # Relay behaviour.
