@@ -26,7 +26,7 @@ from tenants.selectors import credits_summary
 ERRORS = {
     status: OpenApiResponse(schema.ErrorSchema, description=description)
     for status, description in {
-        400: "invalid_json, unsupported_content_type",
+        400: "invalid_json, unsupported_content_type, bad_request",
         401: "missing_api_key, invalid_api_key, expired_api_key",
         402: "insufficient_balance, budget_exceeded",
         403: "model_not_allowed, ip_not_allowed, tenant_suspended",
@@ -37,7 +37,8 @@ ERRORS = {
         429: "rate_limit_exceeded, concurrency_limit_exceeded, token_limit_exceeded",
         500: "internal_error (the message carries the request id)",
         502: "sync mode: the upstream failed (upstream_error, upstream_rejected, content_filtered)",
-        503: "no_available_channel, all_platforms_exhausted",
+        503: "service_unavailable (the database is briefly away: retry after Retry-After seconds), "
+        "no_available_channel, all_platforms_exhausted",
         504: "sync mode: upstream_timeout, or task_still_running when the wait ran out",
     }.items()
 }
@@ -61,8 +62,13 @@ def task_id_checked(task_id: str) -> str:
     return task_id
 
 
+# What any operation may answer: a malformed request or Host, a missing, bad or IP-refused key, a body
+# over the size cap, a fault, the database away.
+EVERY_OPERATION = (400, 401, 403, 413, 500, 503)
+
+
 def errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {status: ERRORS[status] for status in statuses}
+    return {status: ERRORS[status] for status in sorted({*EVERY_OPERATION, *statuses})}
 
 
 class GenerationCreateApi(AsyncAPIView):
@@ -78,7 +84,7 @@ class GenerationCreateApi(AsyncAPIView):
             200: OpenApiResponse(
                 schema.TaskSchema, description="The task (async) or a ChatCompletion (sync)"
             ),
-            **errors(400, 401, 402, 403, 413, 422, 429, 500, 502, 503, 504),
+            **errors(402, 422, 429, 502, 504),
         },
     )
     async def post(self, request: Request) -> Response:
@@ -124,8 +130,10 @@ class GenerationStreamApi(AsyncAPIView):
             OpenApiParameter("offset", int, description="the first chunk to send (default 0)"),
         ],
         responses={
-            (200, "text/event-stream"): OpenApiResponse(str, description="the event stream"),
-            **errors(401, 404, 410, 422, 500),
+            (200, "text/event-stream"): OpenApiResponse(
+                schema.EVENT_STREAM_SCHEMA, description="the event stream"
+            ),
+            **errors(404, 410, 422),
         },
     )
     async def get(self, request: Request, task_id: str) -> StreamingHttpResponse:
@@ -166,7 +174,7 @@ class TaskDetailApi(APIView):
         operation_id="task_get",
         summary="Get a task",
         parameters=[TASK_ID],
-        responses={200: schema.TaskSchema, **errors(401, 404, 500)},
+        responses={200: schema.TaskSchema, **errors(404)},
     )
     def get(self, request: Request, task_id: str) -> Response:
         return Response(task_as_api(task_get(tenant=request.auth, task_id=task_id_checked(task_id))))
@@ -176,7 +184,7 @@ class GenerationModelListApi(APIView):
     @extend_schema(
         operation_id="generation_models",
         summary="Models this key may use, with capabilities",
-        responses={200: schema.ModelListSchema, **errors(401, 500)},
+        responses={200: schema.ModelListSchema, **errors()},
     )
     def get(self, request: Request) -> Response:
         models = [
@@ -196,7 +204,7 @@ class GenerationModelListApi(APIView):
     get=extend_schema(
         operation_id="models_list",
         summary="Models this key may use, in OpenAI's list format",
-        responses={200: schema.ModelListSchema, **errors(401, 500)},
+        responses={200: schema.ModelListSchema, **errors()},
     )
 )
 class ModelListApi(GenerationModelListApi):
@@ -207,7 +215,7 @@ class AccountCreditsApi(APIView):
     @extend_schema(
         operation_id="account_credits",
         summary="Balance, holds and this period's spend of the key's tenant and of the key",
-        responses={200: schema.CreditsSchema, **errors(401, 500)},
+        responses={200: schema.CreditsSchema, **errors()},
     )
     def get(self, request: Request) -> Response:
         return Response(credits_summary(api_key=request.user))

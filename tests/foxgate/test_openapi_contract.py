@@ -1,0 +1,66 @@
+"""The OpenAPI schema states what the API answers and what it refuses, so a schema-valid client is not
+surprised: every status an operation can send, the protocol rules of a submit, the stream's events."""
+
+import pytest
+from jsonschema import Draft4Validator
+from openapi_spec_validator import validate
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def spec() -> dict:
+    spec = APIClient().get("/v1/openapi.json").json()
+    validate(spec)
+    return spec
+
+
+def operations(spec: dict):
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            yield f"{method.upper()} {path}", operation
+
+
+def test_every_operation_documents_the_failures_any_call_can_meet(spec):
+    for name, operation in operations(spec):
+        assert {"400", "401", "403", "413", "500", "503"} <= set(operation["responses"]), name
+        for status, response in operation["responses"].items():
+            if status.startswith(("4", "5")):
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorSchema"}, (name, status)
+
+
+def test_the_stream_is_documented_as_events_not_as_a_json_string(spec):
+    ok = spec["paths"]["/v1/llm/generations/{task_id}/stream"]["get"]["responses"]["200"]["content"]
+    assert set(ok) == {"text/event-stream"}
+    events = ok["text/event-stream"]["schema"]["x-events"]
+    assert [event["event"] for event in events] == ["chunk", "done", "error"]
+    assert events[1]["data"]["required"] == ["total_chunks"]
+
+
+def request_validator(spec: dict) -> Draft4Validator:
+    schema = dict(spec["components"]["schemas"]["GenerationRequestRequest"])
+    schema["components"] = spec["components"]
+    return Draft4Validator(schema)
+
+
+@pytest.mark.parametrize(
+    ("body", "valid"),
+    [
+        ({"model": "m", "prompt": "hi"}, True),
+        ({"model": "m"}, False),  # no prompt and no messages: the API answers 422
+        ({"model": "m", "image_urls": ["https://a.example/cat.png"]}, False),
+        ({"model": "m", "prompt": "look", "image_urls": ["https://a.example/cat.png"]}, True),
+        ({"model": "m", "audio_url": "https://a.example/a.mp3"}, True),
+        ({"model": "m", "messages": [{"role": "user", "content": "hi"}]}, True),
+        ({"model": "m", "prompt": "hi", "messages": [{"role": "user", "content": "hi"}]}, False),
+        ({"model": "m", "prompt": "hi", "top_p": 0.5}, False),
+    ],
+)
+def test_the_request_schema_states_which_fields_each_protocol_needs(spec, body, valid):
+    assert request_validator(spec).is_valid(body) is valid
+
+
+def test_a_format_query_parameter_is_not_a_404(api):
+    assert api.get("/v1/models?format=AAA").status_code == 200
