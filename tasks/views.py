@@ -7,7 +7,13 @@ from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -67,8 +73,10 @@ def task_id_checked(task_id: str) -> str:
 EVERY_OPERATION = (400, 401, 403, 413, 500, 503)
 
 
-def errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {status: ERRORS[status] for status in sorted({*EVERY_OPERATION, *statuses})}
+def errors(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
+    # Always JSON, even where the success is an event stream (foxgate.errors answers JSON whatever
+    # the client accepts).
+    return {(status, "application/json"): ERRORS[status] for status in sorted({*EVERY_OPERATION, *statuses})}
 
 
 class GenerationCreateApi(AsyncAPIView):
@@ -81,8 +89,16 @@ class GenerationCreateApi(AsyncAPIView):
         "ChatCompletion, with the task id in X-Task-Id.",
         request=GenerationRequestSerializer,
         responses={
-            200: OpenApiResponse(
-                schema.TaskSchema, description="The task (async) or a ChatCompletion (sync)"
+            (200, "application/json"): OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="GenerationResult",
+                    serializers=[schema.TaskSchema, schema.ChatCompletionSchema],
+                    resource_type_field_name=None,
+                ),
+                description="The task (async) or a ChatCompletion (sync)",
+            ),
+            (200, "text/event-stream"): OpenApiResponse(
+                schema.EVENT_STREAM_SCHEMA, description="sync mode with stream: the task's events"
             ),
             **errors(402, 422, 429, 502, 504),
         },
@@ -127,7 +143,9 @@ class GenerationStreamApi(AsyncAPIView):
         "`Last-Event-ID`. Keep-alive comments while the upstream is silent.",
         parameters=[
             TASK_ID,
-            OpenApiParameter("offset", int, description="the first chunk to send (default 0)"),
+            OpenApiParameter(
+                "offset", {"type": "integer", "minimum": 0}, description="the first chunk to send (default 0)"
+            ),
         ],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
@@ -174,7 +192,7 @@ class TaskDetailApi(APIView):
         operation_id="task_get",
         summary="Get a task",
         parameters=[TASK_ID],
-        responses={200: schema.TaskSchema, **errors(404)},
+        responses={(200, "application/json"): schema.TaskSchema, **errors(404)},
     )
     def get(self, request: Request, task_id: str) -> Response:
         return Response(task_as_api(task_get(tenant=request.auth, task_id=task_id_checked(task_id))))
@@ -184,7 +202,7 @@ class GenerationModelListApi(APIView):
     @extend_schema(
         operation_id="generation_models",
         summary="Models this key may use, with capabilities",
-        responses={200: schema.ModelListSchema, **errors()},
+        responses={(200, "application/json"): schema.ModelListSchema, **errors()},
     )
     def get(self, request: Request) -> Response:
         models = [
@@ -204,7 +222,7 @@ class GenerationModelListApi(APIView):
     get=extend_schema(
         operation_id="models_list",
         summary="Models this key may use, in OpenAI's list format",
-        responses={200: schema.ModelListSchema, **errors()},
+        responses={(200, "application/json"): schema.ModelListSchema, **errors()},
     )
 )
 class ModelListApi(GenerationModelListApi):
@@ -215,7 +233,7 @@ class AccountCreditsApi(APIView):
     @extend_schema(
         operation_id="account_credits",
         summary="Balance, holds and this period's spend of the key's tenant and of the key",
-        responses={200: schema.CreditsSchema, **errors()},
+        responses={(200, "application/json"): schema.CreditsSchema, **errors()},
     )
     def get(self, request: Request) -> Response:
         return Response(credits_summary(api_key=request.user))

@@ -27,16 +27,32 @@ def test_every_operation_documents_the_failures_any_call_can_meet(spec):
         assert {"400", "401", "403", "413", "500", "503"} <= set(operation["responses"]), name
         for status, response in operation["responses"].items():
             if status.startswith(("4", "5")):
+                assert set(response["content"]) == {"application/json"}, (name, status)  # never a stream
                 schema = response["content"]["application/json"]["schema"]
                 assert schema == {"$ref": "#/components/schemas/ErrorSchema"}, (name, status)
+
+
+def test_a_submit_answers_a_task_a_completion_or_an_event_stream(spec):
+    ok = spec["paths"]["/v1/llm/generations"]["post"]["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"] == {"$ref": "#/components/schemas/GenerationResult"}
+    shapes = spec["components"]["schemas"]["GenerationResult"]["oneOf"]
+    assert {shape["$ref"].rsplit("/", 1)[1] for shape in shapes} == {"TaskSchema", "ChatCompletionSchema"}
+    assert ok["text/event-stream"]["schema"] == ok_stream(spec)
+
+
+def ok_stream(spec: dict) -> dict:
+    stream = spec["paths"]["/v1/llm/generations/{task_id}/stream"]["get"]["responses"]["200"]["content"]
+    return stream["text/event-stream"]["schema"]
 
 
 def test_the_stream_is_documented_as_events_not_as_a_json_string(spec):
     ok = spec["paths"]["/v1/llm/generations/{task_id}/stream"]["get"]["responses"]["200"]["content"]
     assert set(ok) == {"text/event-stream"}
-    events = ok["text/event-stream"]["schema"]["x-events"]
-    assert [event["event"] for event in events] == ["chunk", "done", "error"]
-    assert events[1]["data"]["required"] == ["total_chunks"]
+    events = ok["text/event-stream"]["schema"]["oneOf"]
+    assert [event["title"] for event in events] == ["chunk", "done", "error"]
+    assert events[0]["required"] == ["event", "data", "id"]
+    done = events[1]["properties"]["data"]
+    assert done["x-json"]["required"] == ["total_chunks"]
 
 
 def request_validator(spec: dict) -> Draft4Validator:
@@ -56,6 +72,15 @@ def request_validator(spec: dict) -> Draft4Validator:
         ({"model": "m", "messages": [{"role": "user", "content": "hi"}]}, True),
         ({"model": "m", "prompt": "hi", "messages": [{"role": "user", "content": "hi"}]}, False),
         ({"model": "m", "prompt": "hi", "top_p": 0.5}, False),
+        ({"model": "m", "prompt": "hi", "tools": []}, False),  # unknown fields are refused
+        ({"model": "m", "prompt": "look", "image_urls": ["ftp://a.example/cat.png"]}, False),
+        ({"model": "m", "prompt": "look", "image_urls": ["data:image/png;base64,iVBORw0K"]}, True),
+        (
+            {"model": "m", "prompt": "look", "image_urls": ["data:image/png;base64,iVBORw0K"], "sync": True},
+            False,
+        ),
+        ({"model": "m", "prompt": "watch", "video_urls": ["https://a.example/page.html"]}, False),
+        ({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, False),
     ],
 )
 def test_the_request_schema_states_which_fields_each_protocol_needs(spec, body, valid):
