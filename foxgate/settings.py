@@ -319,6 +319,11 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "filters": ["context"], "formatter": LOG_FORMAT}
     },
     "root": {"handlers": ["console"], "level": env_str("FOXGATE_LOG_LEVEL", "INFO")},
-    "loggers": {"pgserver": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        "pgserver": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        # Django's own console handler (on with DEBUG) would print every 4xx a second time, bare.
+        "django": {"handlers": [], "level": "INFO"},
+    },
 }
 APPEND_SLASH = False

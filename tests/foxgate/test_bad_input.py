@@ -1,6 +1,9 @@
 """Bad input is a clear 4xx in the error envelope: never a 500, an HTML page or a dropped body."""
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -151,3 +154,26 @@ def test_no_debug_page_reaches_an_api_client_even_with_debug_on(api, monkeypatch
     assert_envelope(crashed, 500, "server_error", "internal_error")
     assert "secret internals" not in crashed.content.decode()
     assert crashed["X-Request-Id"] in crashed.json()["error"]["message"]
+
+
+LOG_ONE_REFUSAL = """
+import django
+django.setup()
+from django.test import Client
+Client().get("/v1/models")  # no key: 401
+"""
+
+
+def test_a_refused_request_is_logged_once_even_with_debug_on():
+    # A process of its own: logging is configured once per process, from the settings.
+    run = subprocess.run(
+        [sys.executable, "-c", LOG_ONE_REFUSAL],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "foxgate.settings", "FOXGATE_DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if "/v1/models" in line]
+    assert len(lines) == 1, lines
+    assert "WARNING django.request" in lines[0] and "Unauthorized" in lines[0]
