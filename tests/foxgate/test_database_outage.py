@@ -96,6 +96,9 @@ class SeparateDatabase:
         return True
 
     def cleanup(self) -> None:
+        # pgserver stops only the postmaster it started itself, and this one was restarted.
+        if self.accepts_connections():
+            self.stop()
         self.server.cleanup()
 
 
@@ -131,8 +134,6 @@ def outage_stack(tmp_path) -> Iterator[tuple[SeparateDatabase, Stack, str]]:
         yield database, stack, secret
     finally:
         stack.stop()
-        if not database.accepts_connections():
-            database.start()
         database.cleanup()
 
 
