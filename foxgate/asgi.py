@@ -8,4 +8,8 @@ os.environ.setdefault("FOXGATE_DB_POOL", "1")
 # Name its database connections, so pg_stat_activity tells web connections from the cluster's.
 os.environ.setdefault("PGAPPNAME", "foxgate-web")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+from foxgate.parsers import BodyLimit  # noqa: E402 - needs the settings configured above
+
+application = BodyLimit(django_application)

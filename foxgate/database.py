@@ -13,18 +13,26 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from django.db import connection
 from psycopg.conninfo import conninfo_to_dict
 
 EMBEDDED_DATABASE_NAME = "foxgate"
+# Seconds to wait for a server that does not answer (libpq's minimum is 2): an unreachable database is
+# a quick 503, not a request hanging on the operating system's TCP timeout.
+CONNECT_TIMEOUT = 2
 
 
-def database_settings(database_url: str, data_dir: Path, pool_size: int = 0) -> dict[str, Any]:
+def database_settings(
+    database_url: str, data_dir: Path, pool_size: int = 0, pool_timeout: float = 3
+) -> dict[str, Any]:
     """The Django `DATABASES["default"]` entry for a libpq URL or conninfo, or the embedded server.
 
     With `pool_size`, connections come from a psycopg pool of at most that many per process: a web
     server under load then queues for a connection instead of opening one per request until PostgreSQL
-    refuses clients. Only for processes that never fork after connecting (a pool does not survive a fork)."""
+    refuses clients. Only for processes that never fork after connecting (a pool does not survive a fork).
+    A request waits at most `pool_timeout` seconds for a connection, then answers 503."""
     params = conninfo_to_dict(database_url) if database_url else embedded_conninfo(data_dir)
+    params.setdefault("connect_timeout", CONNECT_TIMEOUT)
     name = params.pop("dbname", None) or "postgres"
     entry: dict[str, Any] = {
         "ENGINE": "django.db.backends.postgresql",
@@ -38,11 +46,37 @@ def database_settings(database_url: str, data_dir: Path, pool_size: int = 0) -> 
         # connections pile up until PostgreSQL refuses clients (measured: bench/submit.py hit "too many
         # clients"). The pool is how a web process reuses connections.
         "CONN_MAX_AGE": 0,
+        # A pooled connection is checked before it is handed out: after a database restart the pool
+        # holds only dead ones, and each would otherwise fail one request.
+        "CONN_HEALTH_CHECKS": True,
         "TEST": {"NAME": f"test_{name}"},
     }
     if pool_size:
-        params["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": 30}
+        params["pool"] = {
+            "min_size": 1,
+            "max_size": pool_size,
+            "timeout": pool_timeout,
+            # psycopg_pool retries a failed connection with a backoff that doubles (1, 2, 4, 8 s...):
+            # after a restart the next try could be 8 s away (measured: submits came back 8.7 s after the
+            # database did). Giving up after 1 s lets the next request start a fresh attempt at once.
+            "reconnect_timeout": 1,
+        }
     return entry
+
+
+def direct_conninfo() -> dict[str, Any]:
+    """libpq parameters of Django's database, for connections Django does not manage (LISTEN, probes)."""
+    db = connection.settings_dict
+    params = {
+        "dbname": db["NAME"],
+        "user": db["USER"],
+        "password": db["PASSWORD"],
+        "host": db["HOST"],
+        "port": db["PORT"],
+    }
+    return {k: v for k, v in params.items() if v} | {
+        k: v for k, v in db["OPTIONS"].items() if k not in ("pool", "server_side_binding")
+    }
 
 
 def embedded_conninfo(data_dir: Path) -> dict[str, Any]:

@@ -5,10 +5,17 @@ exception handler below turns either into
 `{"error": {"message", "type", "code", "param"}}` with the status of API.md's error table.
 """
 
+import json
 import logging
 from typing import Any
 
-from django.http import Http404
+import psycopg
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError as DjangoInterfaceError
+from django.db import OperationalError as DjangoOperationalError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.deprecation import MiddlewareMixin
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -93,6 +100,26 @@ class ServiceUnavailable(ApiError):
     code = "no_available_channel"
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """PostgreSQL is down, restarting or out of connections: a moment's wait and a retry will do."""
+
+    code = "service_unavailable"
+    headers = {"Retry-After": "2"}
+
+    def __init__(self) -> None:
+        super().__init__("The service is briefly unavailable; retry after a moment.")
+
+
+# What a database outage raises: a refused or broken connection, or no pooled connection in time
+# (psycopg_pool.PoolTimeout is a psycopg.OperationalError). Django wraps psycopg's errors in its own.
+DATABASE_OUTAGE = (
+    DjangoOperationalError,
+    DjangoInterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+
 class TaskFailed(ApiError):
     """A sync request whose task failed: the task's own error, with the status its cause deserves."""
 
@@ -152,6 +179,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 def as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, DATABASE_OUTAGE):
+        logger.warning("database unavailable: %s", str(exc).strip()[:200])
+        return DatabaseUnavailable()
+    if isinstance(exc, RequestDataTooBig):  # Django's own cap, checked when DRF reads the body
+        return RequestTooLarge(settings.MAX_REQUEST_BYTES)
     if isinstance(exc, exceptions.NotAuthenticated):
         return AuthenticationError(
             "Missing API key: send it as 'Authorization: Bearer sk-...'.", code="missing_api_key"
@@ -199,4 +231,55 @@ def _validation_error(detail: Any, prefix: str = "") -> InvalidParam:
     error = InvalidParam(f"{prefix}: {message}" if prefix else message, param=prefix or None)
     if code in {"model_not_found", "model_rule_violation", "invalid_image_url"}:
         error.code = code
+    return error
+
+
+def error_response(error: ApiError) -> HttpResponse:
+    """The envelope as a plain Django response, for answers made outside a DRF view."""
+    response = HttpResponse(
+        json.dumps(error.envelope()), status=error.status_code, content_type="application/json"
+    )
+    for header, value in error.headers.items():
+        response[header] = value
+    return response
+
+
+class ErrorEnvelopeMiddleware(MiddlewareMixin):
+    """The envelope for failures that happen outside a DRF view.
+
+    A database outage in any view (the admin, /metrics) is 503 with Retry-After, never 500. And under
+    /v1/ no HTML page reaches a client: Django answers some failures itself before the API's views
+    run (a Host not in ALLOWED_HOSTS, an exception in a middleware), and with DEBUG on that answer is
+    its debug page, which shows settings and source to whoever sent the request."""
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, DATABASE_OUTAGE):
+            return error_response(as_api_error(exception))
+        return None
+
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+        if (
+            not request.path.startswith("/v1/")
+            or response.status_code < 400
+            or response.get("Content-Type", "").startswith("application/json")
+        ):
+            return response
+        replaced = error_response(_error_for_status(response.status_code))
+        for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+            if header in response:
+                replaced[header] = response[header]
+        return replaced
+
+
+def _error_for_status(code: int) -> ApiError:
+    if code == status.HTTP_404_NOT_FOUND:
+        return NotFound("No such resource.")
+    if code == status.HTTP_413_REQUEST_ENTITY_TOO_LARGE:
+        return RequestTooLarge(settings.MAX_REQUEST_BYTES)
+    error = (
+        InternalError()
+        if code >= status.HTTP_500_INTERNAL_SERVER_ERROR
+        else ApiError("The request could not be understood.", code="bad_request")
+    )
+    error.status_code = code
     return error

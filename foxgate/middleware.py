@@ -16,6 +16,11 @@ def current_request_id() -> str:
     return _request_id.get()
 
 
+def request_id_for(sent: str) -> str:
+    """The client's `X-Request-Id` when it is a sane one, else a fresh id."""
+    return sent if _CLIENT_ID.match(sent) else f"req_{uuid.uuid4().hex}"
+
+
 class RequestIdMiddleware:
     sync_capable = True
     async_capable = True
@@ -43,8 +48,7 @@ class RequestIdMiddleware:
 
     @staticmethod
     def _request_id(request: HttpRequest) -> str:
-        sent = request.headers.get("X-Request-Id", "")
-        request_id = sent if _CLIENT_ID.match(sent) else f"req_{uuid.uuid4().hex}"
+        request_id = request_id_for(request.headers.get("X-Request-Id", ""))
         request.request_id = request_id  # type: ignore[attr-defined]
         return request_id
 

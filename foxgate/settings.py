@@ -122,6 +122,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "foxgate.middleware.RequestIdMiddleware",
+    "foxgate.errors.ErrorEnvelopeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -160,6 +161,7 @@ DATABASES = {
         env_str("DATABASE_URL"),
         DATA_DIR,
         pool_size=env_int("FOXGATE_DB_POOL_SIZE", 20) if env_bool("FOXGATE_DB_POOL") else 0,
+        pool_timeout=float(env_str("FOXGATE_DB_POOL_TIMEOUT", "3")),
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -187,6 +189,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "foxgate.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "URL_FORMAT_OVERRIDE": None,  # else any `?format=xyz` on an API call is a 404
 }
 
 
@@ -307,6 +310,7 @@ Q_CLUSTER = {
     "save_limit": 1000,
     "ack_failures": True,
     "label": "Worker cluster",
+    "broker_class": "foxgate.broker.OutageTolerantORM",  # no 10 s stall after a database restart
 }
 
 # Relay behaviour.
@@ -347,6 +351,8 @@ LOGGING = {
         # django-q2 logs every enqueue, schedule run and processed job at INFO: noise that buries the
         # demo's key and every log worth reading. Shown only when FOXGATE_LOG_LEVEL=DEBUG.
         "django-q": {"level": "DEBUG" if env_str("FOXGATE_LOG_LEVEL", "INFO") == "DEBUG" else "WARNING"},
+        # Django's own console handler (on with DEBUG) would print every 4xx a second time, bare.
+        "django": {"handlers": [], "level": "INFO"},
     },
 }
 APPEND_SLASH = False

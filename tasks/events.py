@@ -21,10 +21,12 @@ import psycopg
 from asgiref.sync import sync_to_async
 from django.db import connection
 
+from foxgate.database import direct_conninfo
+
 logger = logging.getLogger(__name__)
 
 CHANNEL = "foxgate_tasks"
-RECONNECT_SECONDS = 1.0
+RECONNECT_SECONDS = 0.25  # short: after a database restart, events resume at once
 CONNECT_WAIT_SECONDS = 2.0
 PAYLOAD_LIMIT = 7900  # bytes; PostgreSQL refuses notification payloads of 8000 or more
 
@@ -43,17 +45,7 @@ def chunk_payload(task_id: str, seq: int, data: str) -> str:
 
 def conninfo() -> dict[str, Any]:
     """libpq parameters of Django's database, for connections Django does not manage."""
-    db = connection.settings_dict
-    params = {
-        "dbname": db["NAME"],
-        "user": db["USER"],
-        "password": db["PASSWORD"],
-        "host": db["HOST"],
-        "port": db["PORT"],
-    }
-    return {k: v for k, v in params.items() if v} | {
-        k: v for k, v in db["OPTIONS"].items() if k not in ("pool", "server_side_binding")
-    }
+    return direct_conninfo()
 
 
 async def release_connection() -> None:
@@ -104,9 +96,11 @@ class Listener:
         self.runner = asyncio.get_running_loop().create_task(self._run(), name="foxgate-task-listener")
 
     async def _run(self) -> None:
+        connected = True  # so the first failure is logged, and not each retry while the database is away
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(**conninfo(), autocommit=True)
+                connected = True
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.listening.set()
@@ -117,8 +111,12 @@ class Listener:
                             subscription.hear(notify.payload)
             except asyncio.CancelledError:
                 raise
+            except psycopg.OperationalError as error:
+                if connected:
+                    logger.warning("task event listener lost the database (%s); reconnecting", error)
+                connected = False
             except Exception:
-                logger.exception("task event listener lost its connection; reconnecting")
+                logger.exception("task event listener failed; reconnecting")
             self.listening.clear()
             self._everyone_missed_something()
             await asyncio.sleep(RECONNECT_SECONDS)

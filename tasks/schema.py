@@ -3,6 +3,9 @@
 The answers themselves are built by tasks/selectors.py and foxgate/errors.py;
 tests/tasks/test_openapi.py checks that real answers and these shapes agree key for key."""
 
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
 
@@ -114,3 +117,213 @@ class CreditsSchema(serializers.Serializer):
     object = serializers.CharField(default="account.credits")
     tenant = TenantCreditsSchema()
     key = KeyCreditsSchema()
+
+
+# Which fields a submit needs depends on its protocol, picked by the one media field present
+# (tasks/serializers.py GenerationRequestSerializer.validate). A flat object schema cannot say so; this
+# does, with the rules of each field the serializer checks beyond its type (media URLs, content parts, no
+# unknown fields, no NUL character), so a request built from the schema is one the API takes.
+_MEDIA_FIELDS = ("image_urls", "video_urls", "audio_url", "messages")
+_CUSTOM_ONLY_FIELDS = ("top_p", "stop")
+NO_NUL = "^[^\\u0000]*$"  # PostgreSQL cannot store NUL: the API refuses it in any string
+_HOST = r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?"
+_PATH = r"[A-Za-z0-9._~%!$&'()*+,;=:@/-]*"
+_VIDEO_PATH = r"/[A-Za-z0-9._~%/-]*\.(mp4|mpeg|mpg|mov|webm)"
+_VIDEO_PAGE = r"[Hh][Tt][Tt][Pp][Ss]?://(youtube\.com|www\.youtube\.com|youtu\.be)(/" + _PATH + ")?"
+
+
+def media_url(kind: str, *, inline: bool = True) -> dict[str, Any]:
+    """An http(s) link (to a video file, for videos), or, in async mode, a base64 data URI of the kind."""
+    link = f"{_HOST}{_VIDEO_PATH}|{_VIDEO_PAGE}" if kind == "video" else f"{_HOST}(/{_PATH})?"
+    data = f"|data:{kind}/[a-z0-9.+-]+;base64,([A-Za-z0-9+/]{{4}})+" if inline else ""
+    return {"type": "string", "pattern": f"^({link}{data})$"}
+
+
+def _part(kind: str, media: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"type": {"type": "string", "enum": [kind]}, kind: media},
+        "required": ["type", kind],
+        "additionalProperties": False,
+    }
+
+
+def _url_object(url: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"url": url, **more},
+        "required": ["url"],
+        "additionalProperties": False,
+    }
+
+
+def content_schema(*, inline: bool = True) -> dict[str, Any]:
+    """A message's content: text, or a non-empty list of typed parts (tasks/serializers.py ContentField)."""
+    parts = [
+        _part("text", {"type": "string", "pattern": NO_NUL}),
+        _part(
+            "image_url",
+            _url_object(
+                media_url("image", inline=inline), detail={"type": "string", "enum": ["auto", "low", "high"]}
+            ),
+        ),
+        _part("video_url", _url_object(media_url("video", inline=inline))),
+        _part("audio_url", _url_object(media_url("audio", inline=inline))),
+        _part("file_url", _url_object(media_url("application", inline=inline))),
+    ]
+    return {
+        "oneOf": [
+            {"type": "string", "pattern": NO_NUL},
+            {"type": "array", "minItems": 1, "items": {"oneOf": parts}},
+        ]
+    }
+
+
+def _none_of(*fields: str) -> dict[str, Any]:
+    return {"not": {"anyOf": [{"required": [field]} for field in fields]}}
+
+
+def _protocol(
+    title: str, description: str, required: list[str], absent: tuple[str, ...], **extra: Any
+) -> dict:
+    return {"title": title, "description": description, "required": required, **_none_of(*absent), **extra}
+
+
+GENERATION_PROTOCOLS = [
+    _protocol("text", "a prompt alone", ["prompt"], (*_MEDIA_FIELDS, *_CUSTOM_ONLY_FIELDS)),
+    _protocol(
+        "vision",
+        "a prompt about images",
+        ["prompt", "image_urls"],
+        ("video_urls", "audio_url", "messages", *_CUSTOM_ONLY_FIELDS),
+    ),
+    _protocol(
+        "video",
+        "a prompt about videos",
+        ["prompt", "video_urls"],
+        ("image_urls", "audio_url", "messages", *_CUSTOM_ONLY_FIELDS),
+    ),
+    _protocol(
+        "audio",
+        "an audio clip, with an optional prompt",
+        ["audio_url"],
+        ("image_urls", "video_urls", "messages", *_CUSTOM_ONLY_FIELDS),
+    ),
+    _protocol(
+        "custom",
+        "OpenAI chat messages, sent as given: no prompt, and any system prompt in a system message",
+        ["messages"],
+        ("prompt", "image_urls", "video_urls", "audio_url"),
+        properties={"system_prompt": {"type": "string", "maxLength": 0, "nullable": True}},
+    ),
+]
+
+
+def _media_properties(*, inline: bool) -> dict[str, Any]:
+    return {
+        "image_urls": {"items": media_url("image", inline=inline)},
+        "video_urls": {"items": media_url("video", inline=inline)},
+        "audio_url": media_url("audio", inline=inline),
+        "messages": {"items": {"properties": {"content": content_schema(inline=inline)}}},
+    }
+
+
+# Sync mode takes media by link only: inline data is for async tasks.
+SYNC_TAKES_LINKS_ONLY = {
+    "anyOf": [
+        # `not true` rather than an enum, which drf-spectacular would lift into a component of its own
+        {"properties": {"sync": {"not": {"enum": [True]}}}},
+        {"properties": _media_properties(inline=False)},
+    ]
+}
+
+
+def _no_nul_in_strings(schema: dict[str, Any]) -> None:
+    for field in schema.get("properties", {}).values():
+        if field.get("type") == "string" and "pattern" not in field and "enum" not in field:
+            field["pattern"] = NO_NUL
+
+
+class GenerationRequestSchemaExtension(OpenApiSerializerExtension):
+    target_class = "tasks.serializers.GenerationRequestSerializer"
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            _no_nul_in_strings(schema)
+            media, fields = _media_properties(inline=True), schema["properties"]
+            fields["image_urls"]["items"] = media["image_urls"]["items"]
+            fields["video_urls"]["items"] = media["video_urls"]["items"]
+            fields["audio_url"].update(media["audio_url"])
+            text = {"type": "string", "pattern": NO_NUL}
+            fields["stop"]["oneOf"] = [text, {"type": "array", "items": text, "minItems": 1, "maxItems": 4}]
+            schema["additionalProperties"] = False
+            schema["anyOf"] = GENERATION_PROTOCOLS
+            schema["allOf"] = [SYNC_TAKES_LINKS_ONLY]
+        return schema
+
+
+class MessageSchemaExtension(OpenApiSerializerExtension):
+    target_class = "tasks.serializers.MessageSerializer"
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["properties"]["content"] = content_schema()
+            schema["additionalProperties"] = False
+        return schema
+
+
+def _sse_event(name: str, data: dict[str, Any], *, with_id: bool = False) -> dict[str, Any]:
+    """One event, as an event stream's schema describes it before OpenAPI 3.2 (and as schemathesis checks
+    it): its fields. OpenAPI 3.0 has no contentSchema for the JSON of the `data:` line: x-json says it."""
+    fields: dict[str, Any] = {
+        # a pattern, not an enum: drf-spectacular would lift an enum into a component of its own
+        "event": {"type": "string", "pattern": f"^{name}$"},
+        "data": {"type": "string", "description": "JSON", "x-json": data},
+    }
+    if with_id:
+        fields["id"] = {"type": "string", "pattern": "^[0-9]+$", "description": "the chunk's number, from 0"}
+    return {"type": "object", "title": name, "properties": fields, "required": list(fields)}
+
+
+# Server-sent events (tasks/streaming.py): `chunk`s, then one `done` or `error`; `: keep-alive`
+# comments, which carry no event, while the upstream is silent.
+EVENT_STREAM_SCHEMA: dict[str, Any] = {
+    "description": "Each event of the stream: `chunk` events with an `id:`, then `done` or `error`, which "
+    "ends it. Keep-alive comments (`: keep-alive`) come while the upstream is silent.",
+    "oneOf": [
+        _sse_event(
+            "chunk",
+            {
+                "type": "object",
+                "description": "An OpenAI chat.completion.chunk",
+                "properties": {
+                    "id": {"type": "string"},
+                    "object": {"type": "string", "pattern": "^chat\\.completion\\.chunk$"},
+                    "created": {"type": "integer"},
+                    "model": {"type": "string"},
+                    "choices": {"type": "array", "items": {"type": "object"}},
+                },
+                "required": ["id", "object", "created", "model", "choices"],
+            },
+            with_id=True,
+        ),
+        _sse_event(
+            "done",
+            {
+                "type": "object",
+                "properties": {"total_chunks": {"type": "integer", "minimum": 0}},
+                "required": ["total_chunks"],
+            },
+        ),
+        _sse_event(
+            "error",
+            {
+                "type": "object",
+                "properties": {"message": {"type": "string"}, "code": {"type": "string"}},
+                "required": ["message", "code"],
+            },
+        ),
+    ],
+}

@@ -1,11 +1,19 @@
 """The public API: one view per operation. Views validate, call a service or selector, and answer;
 every failure is raised and turned into the error envelope by foxgate.errors."""
 
+import re
+
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -24,7 +32,7 @@ from tenants.selectors import credits_summary
 ERRORS = {
     status: OpenApiResponse(schema.ErrorSchema, description=description)
     for status, description in {
-        400: "invalid_json, unsupported_content_type",
+        400: "invalid_json, unsupported_content_type, bad_request",
         401: "missing_api_key, invalid_api_key, expired_api_key",
         402: "insufficient_balance, budget_exceeded",
         403: "model_not_allowed, ip_not_allowed, tenant_suspended",
@@ -35,14 +43,40 @@ ERRORS = {
         429: "rate_limit_exceeded, concurrency_limit_exceeded, token_limit_exceeded",
         500: "internal_error (the message carries the request id)",
         502: "sync mode: the upstream failed (upstream_error, upstream_rejected, content_filtered)",
-        503: "no_available_channel, all_platforms_exhausted",
+        503: "service_unavailable (the database is briefly away: retry after Retry-After seconds), "
+        "no_available_channel, all_platforms_exhausted",
         504: "sync mode: upstream_timeout, or task_still_running when the wait ran out",
     }.items()
 }
 
 
-def errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {status: ERRORS[status] for status in statuses}
+# What tasks.models.new_task_id makes. A path is checked against it before any query: any other
+# string (a NUL byte, 10 kB of text) cannot name a task, and must not reach PostgreSQL.
+TASK_ID_PATTERN = re.compile(r"task-llmrouter-[0-9]{1,12}-[a-z0-9]{8}")
+TASK_ID = OpenApiParameter(
+    "task_id",
+    str,
+    location=OpenApiParameter.PATH,
+    pattern=f"^{TASK_ID_PATTERN.pattern}$",
+    description="The task's id",
+)
+
+
+def task_id_checked(task_id: str) -> str:
+    if not TASK_ID_PATTERN.fullmatch(task_id):
+        raise NotFound("No task with this id exists for this API key's tenant.", code="task_not_found")
+    return task_id
+
+
+# What any operation may answer: a malformed request or Host, a missing, bad or IP-refused key, a body
+# over the size cap, a fault, the database away.
+EVERY_OPERATION = (400, 401, 403, 413, 500, 503)
+
+
+def errors(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
+    # Always JSON, even where the success is an event stream (foxgate.errors answers JSON whatever
+    # the client accepts).
+    return {(status, "application/json"): ERRORS[status] for status in sorted({*EVERY_OPERATION, *statuses})}
 
 
 class GenerationCreateApi(AsyncAPIView):
@@ -55,10 +89,18 @@ class GenerationCreateApi(AsyncAPIView):
         "ChatCompletion, with the task id in X-Task-Id.",
         request=GenerationRequestSerializer,
         responses={
-            200: OpenApiResponse(
-                schema.TaskSchema, description="The task (async) or a ChatCompletion (sync)"
+            (200, "application/json"): OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="GenerationResult",
+                    serializers=[schema.TaskSchema, schema.ChatCompletionSchema],
+                    resource_type_field_name=None,
+                ),
+                description="The task (async) or a ChatCompletion (sync)",
             ),
-            **errors(400, 401, 402, 403, 413, 422, 429, 500, 502, 503, 504),
+            (200, "text/event-stream"): OpenApiResponse(
+                schema.EVENT_STREAM_SCHEMA, description="sync mode with stream: the task's events"
+            ),
+            **errors(402, 422, 429, 502, 504),
         },
     )
     async def post(self, request: Request) -> Response:
@@ -99,14 +141,21 @@ class GenerationStreamApi(AsyncAPIView):
         description="`chunk` events (OpenAI chat.completion.chunk, with `id:` lines), then `done` "
         '(`{"total_chunks": N}`) or `error` (`{"message", "code"}`). Resume with `?offset=N` or '
         "`Last-Event-ID`. Keep-alive comments while the upstream is silent.",
-        parameters=[OpenApiParameter("offset", int, description="the first chunk to send (default 0)")],
+        parameters=[
+            TASK_ID,
+            OpenApiParameter(
+                "offset", {"type": "integer", "minimum": 0}, description="the first chunk to send (default 0)"
+            ),
+        ],
         responses={
-            (200, "text/event-stream"): OpenApiResponse(str, description="the event stream"),
-            **errors(401, 404, 410, 422, 500),
+            (200, "text/event-stream"): OpenApiResponse(
+                schema.EVENT_STREAM_SCHEMA, description="the event stream"
+            ),
+            **errors(404, 410, 422),
         },
     )
     async def get(self, request: Request, task_id: str) -> StreamingHttpResponse:
-        task = await sync_to_async(task_get)(tenant=request.auth, task_id=task_id)
+        task = await sync_to_async(task_get)(tenant=request.auth, task_id=task_id_checked(task_id))
         stream_check(task)
         return event_stream(task.id, offset=stream_offset(request))
 
@@ -142,17 +191,18 @@ class TaskDetailApi(APIView):
     @extend_schema(
         operation_id="task_get",
         summary="Get a task",
-        responses={200: schema.TaskSchema, **errors(401, 404, 500)},
+        parameters=[TASK_ID],
+        responses={(200, "application/json"): schema.TaskSchema, **errors(404)},
     )
     def get(self, request: Request, task_id: str) -> Response:
-        return Response(task_as_api(task_get(tenant=request.auth, task_id=task_id)))
+        return Response(task_as_api(task_get(tenant=request.auth, task_id=task_id_checked(task_id))))
 
 
 class GenerationModelListApi(APIView):
     @extend_schema(
         operation_id="generation_models",
         summary="Models this key may use, with capabilities",
-        responses={200: schema.ModelListSchema, **errors(401, 500)},
+        responses={(200, "application/json"): schema.ModelListSchema, **errors()},
     )
     def get(self, request: Request) -> Response:
         models = [
@@ -172,7 +222,7 @@ class GenerationModelListApi(APIView):
     get=extend_schema(
         operation_id="models_list",
         summary="Models this key may use, in OpenAI's list format",
-        responses={200: schema.ModelListSchema, **errors(401, 500)},
+        responses={(200, "application/json"): schema.ModelListSchema, **errors()},
     )
 )
 class ModelListApi(GenerationModelListApi):
@@ -183,7 +233,7 @@ class AccountCreditsApi(APIView):
     @extend_schema(
         operation_id="account_credits",
         summary="Balance, holds and this period's spend of the key's tenant and of the key",
-        responses={200: schema.CreditsSchema, **errors(401, 500)},
+        responses={(200, "application/json"): schema.CreditsSchema, **errors()},
     )
     def get(self, request: Request) -> Response:
         return Response(credits_summary(api_key=request.user))

@@ -55,5 +55,5 @@ def test_database_url_wins_over_the_embedded_server(tmp_path):
         "db.internal",
         "6543",
     )
-    assert db["OPTIONS"] == {"sslmode": "require"}
+    assert db["OPTIONS"] == {"sslmode": "require", "connect_timeout": 2}
     assert not (tmp_path / "pgdata").exists()
