@@ -20,7 +20,8 @@ from unfold.widgets import UnfoldAdminPasswordWidget
 from foxgate.errors import ApiError
 from tasks.dashboards import failures_dashboard, usage_dashboard
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
-from tasks.relays import UpstreamError, UpstreamRequest, run_async
+from tasks.relay.engine import relay_for
+from tasks.relay.providers import UpstreamError, UpstreamRequest, run_async
 from tasks.serializers import is_inline
 from tasks.services import (
     CHANNEL_FIELDS,
@@ -30,7 +31,6 @@ from tasks.services import (
     model_add,
     model_update,
     price_set,
-    relay_for,
     task_submit,
 )
 from tenants.access import Perm, can_any, is_platform, scope

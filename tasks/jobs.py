@@ -4,8 +4,10 @@ A job may be delivered more than once (a worker that timed out is retried), so e
 """
 
 from foxgate.logs import task_context
+from tasks.relay.chunks import stream_chunks_expire
+from tasks.relay.engine import task_execute
+from tasks.relay.reclaim import tasks_reclaim
 from tasks.rollups import usage_rollup
-from tasks.services import stream_chunks_expire, task_execute, tasks_reclaim
 
 
 def task_run(task_id: str) -> None:

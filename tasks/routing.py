@@ -16,6 +16,7 @@ An upstream that refuses the channel's own credentials (401/403) disables the ch
 
 import random
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -24,7 +25,9 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from tasks.models import Channel, Model, Task, TaskAttempt
-from tasks.relays import UpstreamError
+
+if TYPE_CHECKING:
+    from tasks.relay.providers import UpstreamError
 
 RETRYABLE_CODES = ("upstream_error", "upstream_timeout")
 
@@ -118,7 +121,7 @@ def breaker_success(channel: Channel) -> None:
     )
 
 
-def breaker_failure(channel: Channel, error: UpstreamError) -> None:
+def breaker_failure(channel: Channel, error: "UpstreamError") -> None:
     """Record what a failed call says about the channel's health (the attempt is already saved)."""
     now = timezone.now()
     if error.auth_failure:

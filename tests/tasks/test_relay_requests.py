@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from tasks.relays import RELAYS, Upstream, UpstreamRequest
+from tasks.relay.providers import RELAYS, Upstream, UpstreamRequest
 
 PNG = "data:image/png;base64,iVBORw0KGgo="
 SYSTEM = {"role": "system", "content": "Be brief."}

@@ -8,8 +8,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from foxgate.fakes.anthropic import FakeAnthropic
 from foxgate.fakes.gemini import FakeGemini
 from foxgate.fakes.openai import FakeOpenAI
-from tasks.relays import RELAYS, Upstream, UpstreamError, UpstreamRequest, run_async
-from tasks.relays.anthropic import anthropic_usage
+from tasks.relay.providers import RELAYS, Upstream, UpstreamError, UpstreamRequest, run_async
+from tasks.relay.providers.anthropic import anthropic_usage
 from tests.helpers import PNG_DATA_URI as PNG
 
 FAKES = {"openai": FakeOpenAI, "anthropic": FakeAnthropic, "gemini": FakeGemini}

@@ -10,7 +10,8 @@ from rest_framework.test import APIClient
 
 from tasks.jobs import task_run
 from tasks.models import Task
-from tasks.services import price_set, task_charge
+from tasks.relay.settle import task_charge
+from tasks.services import price_set
 from tenants.authentication import key_cache
 from tenants.models import ApiKey, LedgerEntry, Tenant
 from tenants.services import apikey_issue, budgets_reset, limits_set

@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.relays import UpstreamError
+from tasks.relay.providers import UpstreamError
 
 CHARS_PER_TOKEN = 4  # to estimate delivered output when a broken stream reported no usage
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tasks.relays.base import (
+from tasks.relay.providers.base import (
     Relay,
     UpstreamError,
     UpstreamRequest,

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from tasks.relays.base import Relay, UpstreamRequest, content_filtered, malformed
+from tasks.relay.providers.base import Relay, UpstreamRequest, content_filtered, malformed
 
 REASONING_EFFORT = "medium"  # what `reasoning: true` asks of models that take reasoning_effort
 
