@@ -19,6 +19,8 @@ from foxgate.fakes.openai import FakeOpenAI
 from tasks.jobs import channel_probe_job
 from tasks.models import Channel, TaskAttempt
 from tasks.services import channel_add
+from tenants.models import Membership
+from tenants.services import membership_add
 from tests.helpers import database_dump, upstream_requests
 
 UPSTREAM_KEY = "fg-probe-upstream-secret-0123456789"  # not key-shaped, so only the exact-key mask hides it
@@ -89,6 +91,19 @@ def test_the_action_queues_a_probe_job_and_changes_nothing_else(
     assert model_to_dict(channel) == {**before, "probe_requested_at": channel.probe_requested_at}
     assert "pending since" in change_page(staff, channel)
     assert listed_probe(staff) == ("pending", f"{channel.probe_requested_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+def test_a_tenants_admin_cannot_test_a_channel(tenant, openai_channel, fake_openai):
+    user = User.objects.create_user("acme-admin", password=None, is_staff=True)
+    membership_add(user=user, tenant=tenant, role=Membership.Role.ADMIN)
+    client = Client()
+    client.force_login(user)
+
+    response = client.post(f"/admin/tasks/channel/{openai_channel.pk}/test-connection/")
+
+    assert response.status_code == 403
+    assert not OrmQ.objects.exists() and fake_openai.requests == []
+    assert Channel.objects.get(pk=openai_channel.pk).probe_requested_at is None
 
 
 def test_the_job_records_ok_and_the_latency_on_the_channel(staff, openai_channel, fake_openai):
