@@ -287,7 +287,8 @@ class ChannelAdmin(PlatformAdmin):
         with transaction.atomic():
             # Only this column: a full save would write back the breaker state as this request read it.
             Channel.objects.filter(pk=channel.pk).update(probe_requested_at=timezone.now())
-            # By dotted path, so the web process never imports the relay; queued with the request row.
+            # By dotted path, so the web process never imports the relay; after commit, so the job reads the
+            # request time it must answer.
             transaction.on_commit(lambda: async_task("tasks.jobs.channel_probe_job", channel.pk))
         self.message_user(request, f"Testing {channel.name}: the result appears here in a moment.")
         return redirect("admin:tasks_channel_change", object_id)
