@@ -19,7 +19,7 @@ from django.utils.deprecation import MiddlewareMixin
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from foxgate.middleware import current_request_id
+from foxgate.middleware import InlineHooks, current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ def error_response(error: ApiError) -> HttpResponse:
     return response
 
 
-class ErrorEnvelopeMiddleware(MiddlewareMixin):
+class ErrorEnvelopeMiddleware(InlineHooks, MiddlewareMixin):
     """The envelope for failures that happen outside a DRF view.
 
     A database outage in any view (the admin, /metrics) is 503 with Retry-After, never 500. And under

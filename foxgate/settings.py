@@ -120,17 +120,20 @@ INSTALLED_APPS = [
     "tasks",
 ]
 
+# Every one async-capable, and none hops to a thread on an API call (foxgate/middleware.py): Django's own
+# security, common and clickjacking middleware run their hooks inline; WhiteNoise only for /static/;
+# sessions, CSRF, users and messages (the admin's, foxgate/admin_middleware.py) not under /v1/.
 MIDDLEWARE = [
     "foxgate.middleware.RequestIdMiddleware",
     "foxgate.errors.ErrorEnvelopeMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "foxgate.middleware.SecurityMiddleware",
+    "foxgate.middleware.StaticFiles",
+    "foxgate.admin_middleware.SessionMiddleware",
+    "foxgate.middleware.CommonMiddleware",
+    "foxgate.admin_middleware.CsrfViewMiddleware",
+    "foxgate.admin_middleware.AuthenticationMiddleware",
+    "foxgate.admin_middleware.MessageMiddleware",
+    "foxgate.middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "foxgate.urls"

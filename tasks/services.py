@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Case, Exists, OuterRef, Value, When
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -18,7 +19,7 @@ from tasks.routing import channels_available
 from tasks.selectors import is_disabled, model_rules
 from tasks.serializers import messages_from
 from tenants.limits import limits_admit, limits_record
-from tenants.models import ApiKey, ModelRuleOverride
+from tenants.models import ApiKey, ModelRuleOverride, Tenant
 from tenants.services import (
     SYSTEM,
     Actor,
@@ -51,9 +52,17 @@ def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Admitted:
     if refusal is not None:
         raise refusal
     tenant = api_key.tenant
-    overrides = list(ModelRuleOverride.objects.for_tenant(tenant))
-    model = model_resolve(name=validated["model"], api_key=api_key, overrides=overrides)
-    price = model.current_price(tenant.group)
+    price = price_current(name=validated["model"], group=tenant.group, tenant=tenant)
+    # Most tenants have no overrides and most models a healthy channel: the price's statement says so,
+    # and only the others pay a query for them.
+    overrides = (
+        list(ModelRuleOverride.objects.for_tenant(tenant))
+        if price is None or price.tenant_has_overrides
+        else []
+    )
+    model = model_resolve(
+        name=validated["model"], api_key=api_key, overrides=overrides, priced=price.model if price else None
+    )
     if price is None:
         raise InvalidParam(
             f"Model {model.name!r} has no price, so it cannot be served.",
@@ -70,7 +79,7 @@ def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Admitted:
         "stop": validated.get("stop"),
     }
     request |= rules_check(model.name, rules, request, protocol=validated["protocol"])
-    if not channels_available(model):
+    if not price.channel_closed and not channels_available(model):
         raise ServiceUnavailable(f"No channel can serve model {model.name!r} right now.")
 
     input_tokens = estimate_input_tokens(request["messages"])
@@ -94,14 +103,42 @@ def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Admitted:
             user_group=tenant.group,
             credits_reserved=reserved,
         )
-        credits_hold(task=task)
         limits_record(api_key=api_key, task=task, tokens=limit_tokens)
+        # Last before COMMIT: the hold locks the tenant's row, and every other submit of the tenant waits
+        # on that lock until this transaction ends (the profile's main wait under load).
+        credits_hold(task=task)
         transaction.on_commit(lambda: async_task("tasks.jobs.task_run", task.id, task_name=task.id))
     return Admitted(task=task, headers=headers)
 
 
-def model_resolve(*, name: str, api_key: ApiKey, overrides: list[ModelRuleOverride]) -> Model:
-    model = Model.objects.filter(name=name, enabled=True).first()
+def price_current(*, name: str, group: str, tenant: Tenant) -> Price | None:
+    """Model.current_price of the enabled model called `name`, with its model, in one statement: the
+    latest price of the tenant's group, else the latest price for every group.
+
+    Annotated with `tenant_has_overrides` and `channel_closed` (an enabled channel with a closed
+    breaker serves the model, so routing's channels_available would list it)."""
+    return (
+        Price.objects.select_related("model")
+        .annotate(
+            tenant_has_overrides=Exists(ModelRuleOverride.objects.for_tenant(tenant)),
+            channel_closed=Exists(
+                Channel.objects.filter(
+                    served_models=OuterRef("model"), enabled=True, circuit_state=Channel.Circuit.CLOSED
+                )
+            ),
+        )
+        .filter(model__name=name, model__enabled=True, group__in=[group, ""])
+        .order_by(Case(When(group="", then=Value(1)), default=Value(0)), "-version")
+        .first()
+    )
+
+
+def model_resolve(
+    *, name: str, api_key: ApiKey, overrides: list[ModelRuleOverride], priced: Model | None = None
+) -> Model:
+    """The enabled model called `name` if this key may use it; `priced` is it when price_current found
+    it, so only a request for an unpriced or unknown model looks it up again."""
+    model = priced or Model.objects.filter(name=name, enabled=True).first()
     if model is None:
         raise InvalidParam(f"Model {name!r} does not exist.", code="model_not_found", param="model")
     if not api_key.allows_model(name):
