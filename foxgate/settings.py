@@ -313,7 +313,9 @@ _JOB_TIMEOUT = env_int("FOXGATE_TASK_TIMEOUT", 720)
 # django-q2 delivers one job per task; the job only admits the task to its process's loop, so it returns
 # in milliseconds, or blocks while the loop is full (at most until one generation ends).
 Q_CLUSTER = {
-    "name": "foxgate",
+    "name": env_str(
+        "FOXGATE_CLUSTER_NAME", "foxgate"
+    ),  # also the queue's name: clusters may share a database
     "orm": "default",
     "workers": env_int("FOXGATE_WORKERS", 4),
     # Kills a job blocked while its loop is full: longer than any generation (deadline + one call).

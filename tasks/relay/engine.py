@@ -277,7 +277,7 @@ class Engine:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.create_task(self._leases())
+        self.leases = self.loop.create_task(self._leases())
         self.loop.run_forever()
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -336,6 +336,30 @@ class Engine:
         if self.rt.claimed:
             handed = await self._db(tasks_hand_back, owner=self.rt.owner, task_ids=list(self.rt.claimed))
             logger.info("handed back %d tasks", handed)
+
+    def close(self) -> None:
+        """Drain at once and release every connection and thread (for a process that keeps running)."""
+        self.drain(0)
+        threads = self.db_pool._max_workers
+        barrier = threading.Barrier(threads)  # one close per relay thread: each holds its own connection
+        for _ in range(threads):
+            self.db_pool.submit(_close_connection, barrier)
+        self.db_pool.shutdown(wait=True)
+        asyncio.run_coroutine_threadsafe(self._close_connections(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+
+    async def _close_connections(self) -> None:
+        self.leases.cancel()
+        await self.rt.client.aclose()
+        chunks = self.rt.chunks
+        while chunks is not None and not chunks.idle.empty():
+            await chunks.idle.get_nowait().close()
+
+
+def _close_connection(barrier: threading.Barrier) -> None:
+    barrier.wait()
+    connection.close()
 
 
 def _db_call(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
