@@ -7,6 +7,9 @@ class TasksConfig(AppConfig):
     def ready(self) -> None:
         from django_q.signals import post_spawn
 
+        from tasks.workerqueue import worker_queue_patch
+
+        worker_queue_patch()
         post_spawn.connect(relay_engine_start, dispatch_uid="relay_engine_start")
 
 

@@ -276,6 +276,7 @@ class Engine:
         self.thread.start()
 
     def _run(self) -> None:
+        logger.info("relay engine of %s started: %d slots", self.rt.owner, self.concurrency)
         asyncio.set_event_loop(self.loop)
         self.leases = self.loop.create_task(self._leases())
         self.loop.run_forever()
@@ -313,7 +314,9 @@ class Engine:
             try:
                 if self.rt.claimed:
                     await self._db(leases_renew, owner=self.rt.owner, task_ids=list(self.rt.claimed))
-                await self._db(leases_reclaim)
+                reclaimed = await self._db(leases_reclaim)
+                if any(reclaimed.values()):
+                    logger.warning("reclaimed tasks whose worker died: %s", reclaimed)
             except Exception:
                 logger.exception(
                     "lease renewal or reclaim failed; retrying in %ss", settings.LEASE_RENEW_SECONDS
@@ -327,15 +330,17 @@ class Engine:
 
     async def _drain(self, seconds: float) -> None:
         running = set(self.generations)
-        if running:
-            logger.info("draining %d generations for up to %ss", len(running), seconds)
-            _, left = await asyncio.wait(running, timeout=seconds)
-            for generation in left:
-                generation.cancel()
-            await asyncio.gather(*left, return_exceptions=True)
-        if self.rt.claimed:
-            handed = await self._db(tasks_hand_back, owner=self.rt.owner, task_ids=list(self.rt.claimed))
-            logger.info("handed back %d tasks", handed)
+        if not running:
+            return
+        logger.info("draining %d generations for up to %ss", len(running), seconds)
+        _, left = await asyncio.wait(running, timeout=seconds)
+        unfinished = list(self.rt.claimed)  # before cancelling: a cancelled generation forgets its claim
+        for generation in left:
+            generation.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+        if unfinished:
+            handed = await self._db(tasks_hand_back, owner=self.rt.owner, task_ids=unfinished)
+            logger.info("handed back %d of %d unfinished tasks", handed, len(unfinished))
 
     def close(self) -> None:
         """Drain at once and release every connection and thread (for a process that keeps running)."""
