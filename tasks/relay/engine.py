@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 PASS_THROUGH = ("top_p", "stop")  # sent to the upstream exactly as the caller gave them
 CHANNEL_BUSY_WAIT_SECONDS = 0.25
+RETRY_BACKOFF_MAX_SECONDS = 10
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -103,17 +104,38 @@ async def generation_run(task_id: str, rt: Runtime) -> None:
 async def _attempts(task: Task, rt: Runtime) -> None:
     set_tenant(task.tenant.slug)
     deadline = time.monotonic() + settings.TASK_DEADLINE_SECONDS
-    tried: set[int] = await rt.db(channels_failed, task)
+    tried: set[int] = await rt.db(channels_failed, task)  # channels this task will not go back to
+    used = set(tried)  # every channel called, for the final message
+    calls = len(tried)
     last_error: UpstreamError | None = None
     last_channel: Channel | None = None
-    while len(tried) < settings.MAX_ATTEMPTS and time.monotonic() < deadline:
+    retrying = False
+    while calls < settings.MAX_ATTEMPTS and time.monotonic() < deadline:
         attempt, busy = await rt.db(attempt_start, task=task, exclude=tried)
         if attempt is None:
             if busy:  # every channel left is at its max concurrency: wait for a slot
                 await asyncio.sleep(CHANNEL_BUSY_WAIT_SECONDS)
                 continue
-            break
+            if (
+                retrying
+                or len(used) != 1
+                or last_channel is None
+                or not last_error
+                or not last_error.retryable
+            ):
+                break
+            # The only channel failed and no other can take the task: a transient error (refused, reset,
+            # 5xx, 429) gets another call on it after a pause, within the deadline and MAX_ATTEMPTS.
+            # With several channels, each failed once is the answer (failover already retried).
+            pause = min(retry_backoff(calls, last_error), max(0.0, deadline - time.monotonic()))
+            await asyncio.sleep(pause)
+            tried.discard(last_channel.id)
+            retrying = True  # if even that channel cannot take it now, stop
+            continue
+        retrying = False
+        calls += 1
         tried.add(attempt.channel_id)
+        used.add(attempt.channel_id)
         started = time.monotonic()
         request = upstream_request(task, attempt.channel)
         if task.stream:
@@ -141,7 +163,7 @@ async def _attempts(task: Task, rt: Runtime) -> None:
             return
         last_error = error
         last_channel = attempt.channel
-    tries = f"{len(tried)} channel{'s' if len(tried) != 1 else ''}"
+    tries = f"{len(used)} channel{'s' if len(used) != 1 else ''}"
     reason = f"last error: {last_error.message}" if last_error else "no healthy channel serves this model"
     await rt.db(
         task_fail,
@@ -150,6 +172,11 @@ async def _attempts(task: Task, rt: Runtime) -> None:
         message=f"Tried {tries}; {reason}",
         channel=last_channel,
     )
+
+
+def retry_backoff(calls: int, error: UpstreamError) -> float:
+    """Seconds before calling the same channel again: the upstream's Retry-After, else 0.5 s doubling."""
+    return min(error.retry_after or 0.5 * 2 ** (calls - 1), RETRY_BACKOFF_MAX_SECONDS)
 
 
 def upstream_request(task: Task, channel: Channel) -> UpstreamRequest:
