@@ -301,16 +301,41 @@ SYNC_WAIT_SECONDS = float(env_int("FOXGATE_SYNC_WAIT_SECONDS", 300))
 
 # The worker cluster runs every upstream call. Its queue lives in PostgreSQL (the ORM broker), so
 # the database stays the one required service.
+# The relay engine (tasks/relay/engine.py): each worker process runs one event loop holding up to
+# WORKER_CONCURRENCY generations; the default cluster (4 processes x 256) holds 1,024 at once.
+WORKER_CONCURRENCY = env_int("FOXGATE_WORKER_CONCURRENCY", 256)
+# Database connections per worker process, whatever the load: RELAY_DB_THREADS Django connections (one
+# per thread running the relay's ORM statements) plus RELAY_CHUNK_CONNECTIONS for stream chunks.
+RELAY_DB_THREADS = env_int("FOXGATE_RELAY_DB_THREADS", 4)
+RELAY_CHUNK_CONNECTIONS = env_int("FOXGATE_RELAY_CHUNK_CONNECTIONS", 2)
+LEASE_SECONDS = env_int("FOXGATE_LEASE_SECONDS", 15)  # a task whose lease lapsed this long ago is rerun
+LEASE_RENEW_SECONDS = env_int("FOXGATE_LEASE_RENEW_SECONDS", 5)  # also how often each loop reclaims
+DRAIN_SECONDS = env_int("FOXGATE_DRAIN_SECONDS", 30)  # on SIGTERM, in-flight work gets this long
+_JOB_TIMEOUT = env_int("FOXGATE_TASK_TIMEOUT", 720)
+
+# django-q2 delivers one job per task; the job only admits the task to its process's loop, so it returns
+# in milliseconds, or blocks while the loop is full (at most until one generation ends).
 Q_CLUSTER = {
-    "name": "foxgate",
+    "name": env_str(
+        "FOXGATE_CLUSTER_NAME", "foxgate"
+    ),  # also the queue's name: clusters may share a database
     "orm": "default",
     "workers": env_int("FOXGATE_WORKERS", 4),
-    "timeout": env_int("FOXGATE_TASK_TIMEOUT", 600),
-    "retry": env_int("FOXGATE_TASK_TIMEOUT", 600) + 60,
+    # Kills a job blocked while its loop is full: longer than any generation (deadline + one call).
+    "timeout": _JOB_TIMEOUT,
+    # Redelivery of a job whose worker died; the lease (reclaim) recovers its task long before this.
+    "retry": _JOB_TIMEOUT + 60,
     "max_attempts": 3,
+    # A recycled or over-memory worker exits and takes its loop's generations with it: never recycle.
+    "recycle": 1_000_000_000,
+    "max_rss": None,
     "poll": 0.05,
     "catch_up": False,
-    "save_limit": 1000,
+    "save_limit": -1,  # no result row per successful generation; failed jobs are still stored
+    # Jobs the pusher takes per poll and may hold ahead of the workers: enough to fill empty loops in
+    # a few polls, few enough that a dead cluster strands little (its jobs wait for `retry`).
+    "bulk": env_int("FOXGATE_QUEUE_BULK", 50),
+    "queue_limit": env_int("FOXGATE_QUEUE_LIMIT", 100),
     "ack_failures": True,
     "label": "Worker cluster",
     "broker_class": "foxgate.broker.OutageTolerantORM",  # no 10 s stall after a database restart

@@ -4,15 +4,21 @@ A job may be delivered more than once (a worker that timed out is retried), so e
 """
 
 from foxgate.logs import task_context
+from tasks.relay import engine
 from tasks.relay.chunks import stream_chunks_expire
-from tasks.relay.engine import task_execute
-from tasks.relay.reclaim import tasks_reclaim
+from tasks.relay.reclaim import task_requeue, tasks_reclaim
 from tasks.rollups import usage_rollup
 
 
 def task_run(task_id: str) -> None:
+    """In a cluster worker, admit the task to the process's relay loop (blocking while it is full) and
+    return; anywhere else (tests, the sync cluster mode) run it to the end here."""
+    if engine.engine_running():
+        if not engine.engine_start().admit(task_id):
+            task_requeue(task_id=task_id)  # this worker is draining: the task goes to another
+        return
     with task_context(task_id, tenant=""):
-        task_execute(task_id=task_id)
+        engine.task_execute(task_id=task_id)
 
 
 def stream_chunks_expire_job() -> int:

@@ -202,6 +202,10 @@ class Task(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # While processing, the worker process running the task renews its lease every few seconds; a lapsed
+    # lease means that process died, and reclaim runs the task again (tasks/relay/reclaim.py).
+    lease_owner = models.CharField(max_length=128, blank=True, help_text="host:pid of the running process.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()
 
@@ -218,6 +222,10 @@ class Task(models.Model):
                 fields=["error_code", "-created_at"], name="task_by_error", condition=~models.Q(error_code="")
             ),
             models.Index(fields=["finished_at"], name="task_finished"),  # the usage rollup's scan
+            # reclaim's scan for lapsed leases
+            models.Index(
+                fields=["lease_expires_at"], name="task_lease", condition=models.Q(status="processing")
+            ),
             # concurrency limits count a key's or tenant's unfinished tasks
             models.Index(
                 fields=["api_key"],

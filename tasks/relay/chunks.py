@@ -1,5 +1,8 @@
 """The stream writer: stores a task's chunks and announces each as it is stored."""
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import psycopg
@@ -10,43 +13,85 @@ from tasks.events import CHANNEL, chunk_payload, conninfo
 from tasks.models import StreamChunk
 
 
+class ChunkConnections:
+    """A few autocommit connections shared by every stream of a worker process.
+
+    A chunk is one statement, so hundreds of streams take turns on `size` connections instead of holding
+    one each: the process's connection count stays fixed whatever the load. A connection that broke (the
+    database restarted) is dropped, and the next writer opens a fresh one."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.opened = 0
+        self.idle: asyncio.Queue[psycopg.AsyncConnection] = asyncio.Queue()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        if self.idle.empty() and self.opened < self.size:
+            self.opened += 1
+            try:
+                conn = await psycopg.AsyncConnection.connect(**conninfo(), autocommit=True)
+            except BaseException:
+                self.opened -= 1
+                raise
+        else:
+            conn = await self.idle.get()
+        try:
+            yield conn
+        finally:
+            if conn.closed or conn.broken:
+                self.opened -= 1
+                await conn.close()
+            else:
+                self.idle.put_nowait(conn)
+
+
 class ChunkWriter:
     """Stores a task's stream chunks and announces each, from the worker's event loop.
 
-    Its own async connection, in autocommit: each chunk is one statement that inserts it and notifies,
-    so the notification goes out exactly when the chunk is readable."""
+    Each chunk is one autocommit statement that inserts it and notifies, so the notification goes out
+    exactly when the chunk is readable. With `connections`, statements run on the process's shared
+    connections; without (one generation run inline), the writer opens its own."""
 
     PROGRESS_EVERY = 5  # chunks between progress updates
 
-    def __init__(self, task_id: str, *, next_seq: int, expected_tokens: int) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        *,
+        next_seq: int,
+        expected_tokens: int,
+        connections: ChunkConnections | None = None,
+    ) -> None:
         self.task_id = task_id
         self.next_seq = next_seq
         self.expected_tokens = max(1, expected_tokens)
-        self.conn: psycopg.AsyncConnection | None = None
+        self.own = connections is None
+        self.connections = connections or ChunkConnections(1)
 
     async def __aenter__(self) -> "ChunkWriter":
-        self.conn = await psycopg.AsyncConnection.connect(**conninfo(), autocommit=True)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self.conn is not None:
-            await self.conn.close()
+        if self.own:
+            while not self.connections.idle.empty():
+                await self.connections.idle.get_nowait().close()
 
     async def write(self, data: str, *, delivered_tokens: int) -> None:
-        assert self.conn is not None
         seq = self.next_seq
-        await self.conn.execute(
-            "WITH stored AS (INSERT INTO tasks_streamchunk (task_id, seq, data, created_at) "
-            "VALUES (%s, %s, %s, clock_timestamp()) RETURNING 1) SELECT pg_notify(%s, %s) FROM stored",
-            [self.task_id, seq, data, CHANNEL, chunk_payload(self.task_id, seq, data)],
-        )
-        self.next_seq += 1
-        if seq % self.PROGRESS_EVERY == 0:
-            progress = min(99, 1 + (98 * delivered_tokens) // self.expected_tokens)
-            await self.conn.execute(
-                "UPDATE tasks_task SET progress = %s WHERE id = %s AND progress < %s",
-                [progress, self.task_id, progress],
+        progress = min(99, 1 + (98 * delivered_tokens) // self.expected_tokens)
+        async with self.connections.connection() as conn:
+            await conn.execute(
+                "WITH stored AS (INSERT INTO tasks_streamchunk (task_id, seq, data, created_at) "
+                "VALUES (%s, %s, %s, clock_timestamp()) RETURNING 1) SELECT pg_notify(%s, %s) FROM stored",
+                [self.task_id, seq, data, CHANNEL, chunk_payload(self.task_id, seq, data)],
             )
+            if seq % self.PROGRESS_EVERY == 0:
+                await conn.execute(
+                    "UPDATE tasks_task SET progress = %s WHERE id = %s AND progress < %s",
+                    [progress, self.task_id, progress],
+                )
+        self.next_seq += 1
 
 
 def stream_chunks_expire() -> int:

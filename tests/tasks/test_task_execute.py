@@ -1,8 +1,11 @@
 """The relay in the worker: claim, call the OpenAI-compatible upstream, store and settle."""
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from openai.types.chat import ChatCompletion
 
 from tasks.jobs import task_run
@@ -78,7 +81,8 @@ def test_redelivered_job_never_calls_the_upstream_twice(api, openai_channel, fak
 
 
 @pytest.mark.parametrize(
-    # retryable errors move on to other channels; with none left the task has exhausted them all
+    # retryable errors move on to other channels, or call the only one again, until MAX_ATTEMPTS calls;
+    # then the task has exhausted them all
     ("status", "code"),
     [(500, "all_platforms_exhausted"), (429, "all_platforms_exhausted"), (400, "upstream_rejected")],
 )
@@ -96,9 +100,11 @@ def test_upstream_error_fails_the_task_and_releases_its_hold(
     assert body["usage"]["credits_charged"] == "0"
     tenant.refresh_from_db()
     assert tenant.held == 0 and tenant.balance == Decimal(100)
-    attempt = Task.objects.get(pk=task_id).attempts.get()
-    assert attempt.http_status == status and attempt.latency_ms is not None
-    assert attempt.error_code == ("upstream_rejected" if status == 400 else "upstream_error")
+    attempts = list(Task.objects.get(pk=task_id).attempts.all())
+    assert len(attempts) == (1 if status == 400 else 3)
+    for attempt in attempts:
+        assert attempt.http_status == status and attempt.latency_ms is not None
+        assert attempt.error_code == ("upstream_rejected" if status == 400 else "upstream_error")
 
 
 def test_upstream_timeout_fails_with_upstream_timeout(api, openai_channel, fake_openai, settings):
@@ -108,7 +114,8 @@ def test_upstream_timeout_fails_with_upstream_timeout(api, openai_channel, fake_
     task_run(task_id)
     error = api.get(f"/v1/tasks/{task_id}").json()["error"]
     assert error["code"] == "all_platforms_exhausted" and "timed out" in error["message"]
-    assert Task.objects.get(pk=task_id).attempts.get().error_code == "upstream_timeout"
+    codes = Task.objects.get(pk=task_id).attempts.values_list("error_code", flat=True)
+    assert list(codes) == ["upstream_timeout"] * 3
 
 
 def test_unreachable_upstream_fails_with_upstream_error(api, openai_channel):
@@ -118,6 +125,39 @@ def test_unreachable_upstream_fails_with_upstream_error(api, openai_channel):
     task_run(task_id)
     error = api.get(f"/v1/tasks/{task_id}").json()["error"]
     assert error["code"] == "all_platforms_exhausted" and "connection failed" in error["message"]
+
+
+@pytest.mark.django_db(transaction=True)  # the task runs on another thread, with its own connection
+def test_one_503_on_the_only_channel_is_retried_and_the_task_completes(api, openai_channel, fake_openai):
+    fake_openai.configure(status=503)
+    task_id = submit(api, prompt="try again")
+
+    def run() -> None:
+        try:
+            task_run(task_id)
+        finally:
+            connection.close()  # this thread's own: left open, it would keep the test database busy
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run)
+        deadline = time.monotonic() + 10
+        while not fake_openai.requests:  # the first call has its 503 fixed when it arrives
+            assert time.monotonic() < deadline and not running.done()
+            time.sleep(0.01)
+        fake_openai.configure(status=None)
+        running.result(timeout=30)
+    # With the session's stack up, its cluster may have taken the committed task instead of our
+    # thread: either way the task must end the same, so wait for it to end.
+    deadline = time.monotonic() + 30
+    while (body := api.get(f"/v1/tasks/{task_id}").json())["status"] not in ("completed", "failed"):
+        assert time.monotonic() < deadline, "the task did not finish within 30 s"
+        time.sleep(0.05)
+    assert body["status"] == "completed"
+    statuses = list(
+        Task.objects.get(pk=task_id).attempts.order_by("number").values_list("http_status", flat=True)
+    )
+    assert statuses == [503, 200]
+    assert LedgerEntry.objects.filter(task_id=task_id, kind="capture").count() == 1
 
 
 def test_the_channels_api_key_reaches_the_upstream(api, openai_channel, fake_openai):
