@@ -23,7 +23,7 @@ CONNECT_TIMEOUT = 2
 
 
 def database_settings(
-    database_url: str, data_dir: Path, pool_size: int = 0, pool_timeout: float = 3
+    database_url: str, data_dir: Path, pool_size: int = 0, pool_timeout: float = 10
 ) -> dict[str, Any]:
     """The Django `DATABASES["default"]` entry for a libpq URL or conninfo, or the embedded server.
 

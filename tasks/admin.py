@@ -7,12 +7,15 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Avg, Count, FilteredRelation, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django_q.tasks import async_task
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminPasswordWidget
@@ -20,8 +23,6 @@ from unfold.widgets import UnfoldAdminPasswordWidget
 from foxgate.errors import ApiError
 from tasks.dashboards import failures_dashboard, usage_dashboard
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
-from tasks.relay.engine import relay_for
-from tasks.relay.providers import UpstreamError, UpstreamRequest, run_async
 from tasks.serializers import is_inline
 from tasks.services import (
     CHANNEL_FIELDS,
@@ -182,11 +183,20 @@ class ChannelAdmin(PlatformAdmin):
         "error_rate",
         "latency",
         "reason",
+        "probe",
+        "probed_at",
     )
     list_filter = ("provider", "enabled", "circuit_state")
     search_fields = ("name",)
     filter_horizontal = ("served_models",)
-    readonly_fields = ("circuit_state", "circuit_open_until", "circuit_reason", "disabled_reason")
+    readonly_fields = (
+        "circuit_state",
+        "circuit_open_until",
+        "circuit_reason",
+        "disabled_reason",
+        "probe",
+        "probe_result",
+    )
     actions_detail = ("test_connection",)
     HEALTH_WINDOW = timedelta(hours=1)
 
@@ -245,31 +255,42 @@ class ChannelAdmin(PlatformAdmin):
     def reason(self, obj: Channel) -> str:
         return obj.disabled_reason or obj.circuit_reason or ""
 
+    @display(description="last probe", label={"ok": "success", "failed": "danger", "pending": "warning"})
+    def probe(self, obj: Channel) -> str:
+        if obj.probe_pending:
+            return "pending"
+        if obj.probe_ok is None:
+            return "—"
+        return "ok" if obj.probe_ok else "failed"
+
+    @display(description="probed")
+    def probed_at(self, obj: Channel) -> str:
+        when = obj.probe_requested_at if obj.probe_pending else obj.probe_finished_at
+        return f"{when:%Y-%m-%d %H:%M:%S} UTC" if when else "—"
+
+    @display(description="probe result")
+    def probe_result(self, obj: Channel) -> str:
+        if obj.probe_pending:
+            return f"pending since {obj.probe_requested_at:%Y-%m-%d %H:%M:%S} UTC: queued for the cluster"
+        if obj.probe_finished_at is None:
+            return "never tested"
+        return f"{obj.probe_message} ({obj.probe_finished_at:%Y-%m-%d %H:%M:%S} UTC)"
+
     @action(description="Test connection", url_path="test-connection", permissions=["change"])
     def test_connection(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        from django.shortcuts import get_object_or_404, redirect
-
+        """GET asks to confirm; the POST records the request and queues the probe for the cluster, which
+        alone calls providers (tasks/relay/probe.py). The page shows "pending" until the result lands."""
         channel = get_object_or_404(Channel, pk=object_id)
-        model = channel.served_models.first()
-        if model is None:
-            self.message_user(request, "This channel serves no model to test with.", messages.WARNING)
-            return redirect("admin:tasks_channel_change", object_id)
-        probe = UpstreamRequest(
-            model=channel.upstream_model(model.name),
-            max_tokens=5,
-            default_max_tokens=5,
-            messages=[{"role": "user", "content": "Say OK."}],
-        )
-        started = timezone.now()
-        try:
-            run_async(relay_for(channel).complete(probe))
-        except UpstreamError as error:
-            self.message_user(request, f"{channel.name} failed: {error.message}", messages.ERROR)
-        else:
-            elapsed = (timezone.now() - started).total_seconds() * 1000
-            self.message_user(
-                request, f"{channel.name} answered {model.name} in {elapsed:.0f} ms.", messages.SUCCESS
-            )
+        if request.method != "POST":
+            frame = {**self.admin_site.each_context(request), "title": f"Test {channel}", "opts": self.opts}
+            return TemplateResponse(request, "admin/tasks/channel_probe.html", {**frame, "channel": channel})
+        with transaction.atomic():
+            # Only this column: a full save would write back the breaker state as this request read it.
+            Channel.objects.filter(pk=channel.pk).update(probe_requested_at=timezone.now())
+            # By dotted path, so the web process never imports the relay; after commit, so the job reads the
+            # request time it must answer.
+            transaction.on_commit(lambda: async_task("tasks.jobs.channel_probe_job", channel.pk))
+        self.message_user(request, f"Testing {channel.name}: the result appears here in a moment.")
         return redirect("admin:tasks_channel_change", object_id)
 
 

@@ -28,3 +28,12 @@ def tasks_reclaim_job() -> dict[str, int]:
 def usage_rollup_job() -> int:
     """Fold newly finished tasks into the usage rollup the dashboards read."""
     return usage_rollup()
+
+
+def channel_probe_job(channel_id: int) -> bool | None:
+    """The admin's "test connection", run here so only the cluster calls a provider: whether the channel
+    answered (None when it was deleted meanwhile)."""
+    from tasks.relay.probe import channel_probe
+
+    result = channel_probe(channel_id=channel_id)
+    return None if result is None else result.ok

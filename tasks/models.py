@@ -113,6 +113,13 @@ class Channel(models.Model):
     circuit_open_until = models.DateTimeField(null=True, blank=True)
     circuit_reason = models.TextField(blank=True)
     circuit_changed_at = models.DateTimeField(null=True, blank=True)
+    # The operator's "test connection": requested by the admin, run by the cluster (tasks/relay/probe.py).
+    # Separate from the breaker on purpose: a probe is a check, and its failure never routes traffic away.
+    probe_requested_at = models.DateTimeField(null=True, blank=True)
+    probe_finished_at = models.DateTimeField(null=True, blank=True)
+    probe_ok = models.BooleanField(null=True, blank=True)
+    probe_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    probe_message = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -137,6 +144,13 @@ class Channel(models.Model):
 
     def upstream_model(self, public_name: str) -> str:
         return self.model_mapping.get(public_name, public_name)
+
+    @property
+    def probe_pending(self) -> bool:
+        """A probe was asked for and no result newer than the request is recorded yet."""
+        if self.probe_requested_at is None:
+            return False
+        return self.probe_finished_at is None or self.probe_finished_at < self.probe_requested_at
 
 
 def new_task_id() -> str:
