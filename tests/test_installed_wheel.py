@@ -249,8 +249,18 @@ def test_installed_demo_from_another_folder_serves_a_generation_the_docs_and_eve
         task_pages = [url for url in pages if re.fullmatch(r"/admin/tasks/task/[^/]+/change/", url)]
         key_pk = re.search(r"/admin/tenants/apikey/(\d+)/change/", " ".join(pages))
         assert key_pk, sorted(pages)
-        # The page that shows a new key's secret, as a key issued in the admin lands on it.
-        pages["secret page"] = admin.get(f"/admin/tenants/apikey/{key_pk[1]}/secret/").status_code
+        # The page that shows a new secret is the answer to the POST that made it (here: rotation).
+        rotate_url = f"/admin/tenants/apikey/{key_pk[1]}/rotate/"
+        confirm = admin.get(rotate_url)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', confirm.text)
+        assert confirm.status_code == 200 and token, confirm.text
+        rotated = admin.post(
+            rotate_url,
+            data={"csrfmiddlewaretoken": token[1]},
+            headers={"Referer": f"{base}{rotate_url}"},
+        )
+        pages["secret page"] = rotated.status_code
+        assert re.search(r"sk-[a-z0-9]{12}[A-Za-z0-9_-]{20,}", rotated.text), rotated.text
     failing = {url: status for url, status in pages.items() if status != 200}
     assert failing == {}, failing
     for page in ("/admin/tasks/task/usage/", "/admin/tasks/task/failures/", "/admin/tenants/tenant/"):
