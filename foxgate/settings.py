@@ -310,7 +310,7 @@ Q_CLUSTER = {
     "save_limit": 1000,
     "ack_failures": True,
     "label": "Worker cluster",
-    "broker_class": "foxgate.broker.OutageTolerantORM",  # no 10 s stall after a database restart
+    "broker_class": "foxgate.broker.PostgresBroker",  # claims with SKIP LOCKED, wakes on NOTIFY
 }
 
 # Relay behaviour.
