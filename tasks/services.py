@@ -96,7 +96,9 @@ def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Admitted:
         )
         credits_hold(task=task)
         limits_record(api_key=api_key, task=task, tokens=limit_tokens)
-        transaction.on_commit(lambda: async_task("tasks.jobs.task_run", task.id, task_name=task.id))
+        # The queue row is written in this transaction (foxgate/broker.py), not after it commits: a crash
+        # between the commit and an on_commit enqueue would leave a task no job will ever run.
+        async_task("tasks.jobs.task_run", task.id, task_name=task.id)
     return Admitted(task=task, headers=headers)
 
 
