@@ -86,8 +86,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--cluster-workers", type=int, default=4)
-    parser.add_argument("--web-port", type=int, default=8101)
-    parser.add_argument("--fake-port", type=int, default=8991)
+    parser.add_argument("--web-port", type=int, default=8102)
+    parser.add_argument("--fake-port", type=int, default=8992)
     args = parser.parse_args()
 
     logging.getLogger("httpx").setLevel(logging.WARNING)

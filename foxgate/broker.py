@@ -114,6 +114,7 @@ class PostgresBroker(OutageTolerantORM):
         # Per process: a forked pusher must not share its parent's LISTEN socket or renewal thread.
         self._pid = os.getpid()
         self._listen: psycopg.Connection | None = None
+        self._listen_failed = False
         self._held: dict[int, float] = {}  # claimed row id -> monotonic time its renewals stop
         self._held_lock = threading.Lock()
         self._renewer: threading.Thread | None = None
@@ -145,8 +146,12 @@ class PostgresBroker(OutageTolerantORM):
                 self._listen = psycopg.connect(**direct_conninfo(), autocommit=True)
                 self._listen.execute(f"LISTEN {CHANNEL}")
             except psycopg.Error as error:
-                logger.warning("the queue cannot LISTEN (%s); polling", str(error).strip()[:200])
+                if not self._listen_failed:  # once, not at every poll while the database is away
+                    logger.warning("the queue cannot LISTEN (%s); polling", str(error).strip()[:200])
+                self._listen_failed = True
                 self._drop_listen()
+            else:
+                self._listen_failed = False
         return self._listen
 
     def _wait(self, listening: psycopg.Connection | None) -> None:
@@ -188,8 +193,10 @@ class PostgresBroker(OutageTolerantORM):
         while not wake.wait(RENEW_SECONDS):
             try:
                 self.renew()
-            except Exception:
-                logger.exception("renewing the queue's locks failed; retrying")
+            except Exception as error:
+                # The database away: the locks may lapse and the jobs be delivered again, which is harmless.
+                if not isinstance(error, DATABASE_OUTAGE):
+                    logger.exception("renewing the queue's locks failed; retrying")
                 with contextlib.suppress(*DATABASE_OUTAGE):
                     connections[Conf.ORM].close()
 

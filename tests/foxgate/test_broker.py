@@ -32,6 +32,7 @@ from tenants.models import LedgerEntry
 
 KEY = "broker-test"
 ROOT = Path(__file__).resolve().parents[2]
+APP_NAME = "foxgate-broker-test"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -118,6 +119,7 @@ def cluster(monkeypatch, tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
             dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"], port=db["PORT"]
         ),
         "FOXGATE_DATA_DIR": str(settings.DATA_DIR),
+        "PGAPPNAME": APP_NAME,  # libpq names the clusters' sessions, so teardown can wait for them to end
     }
     started: list[subprocess.Popen] = []
 
@@ -140,6 +142,14 @@ def cluster(monkeypatch, tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     release_exited_processes(settings.DATA_DIR)
+
+    def sessions_left() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [APP_NAME])
+            return cursor.fetchone()[0]
+
+    # A killed process's sessions end when PostgreSQL notices; the database is emptied after this test.
+    wait_for(lambda: sessions_left() == 0, 30, "the killed clusters' database sessions did not end")
 
 
 def hold_while(path: str, started: str) -> None:
