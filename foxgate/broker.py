@@ -1,18 +1,54 @@
-"""django-q2's ORM broker, made to ride out a database outage.
+"""django-q2's queue on PostgreSQL: jobs claimed in one statement, dispatched on NOTIFY, back soon after a
+cluster dies.
 
-Its pusher process treats any error from `dequeue` as a crashed broker: it logs, sleeps 10 s and exits
-for the sentinel to start a new one, so a cluster stalled for ~10 s after every PostgreSQL restart.
-Here a poll that fails for want of the database drops the dead connection and says "nothing yet"; the
-next poll, one short pause later, connects afresh."""
+`OutageTolerantORM` rides out a database outage. django-q2's pusher treats any error from `dequeue` as a
+crashed broker: it logs, sleeps 10 s and exits for the sentinel to start a new one, so a cluster stalled
+for ~10 s after every PostgreSQL restart. Here a poll that fails for want of the database drops the dead
+connection and says "nothing yet"; the next poll, one short pause later, connects afresh.
+
+`PostgresBroker` (the one Q_CLUSTER names) adds, on the same table (django_q_ormq):
+
+- Claim: one `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT bulk) RETURNING`. Two
+  clusters never get the same row (the row lock is held until the update commits, and a row another
+  cluster locked is skipped, not waited for), and a bulk of jobs costs one round trip, not one per row.
+- Wake: a trigger (tasks/migrations, `queue_notify`) NOTIFYs on every insert, delivered when the
+  enqueueing transaction commits. An empty claim waits on a LISTEN connection for it, with `poll` seconds
+  as the safety net (a notification lost to a reconnect, a lock that lapsed), instead of sleeping `poll`.
+  LISTEN is issued before the first claim, so a job committed between a claim and the wait wakes it.
+- Enqueue: the row's lock is the database's `now()`, not this process's clock, since claims compare it
+  with the database's clock; and the insert runs on Django's connection, inside the caller's transaction
+  when there is one (admission commits the task and its job together).
+- Short, renewed locks. The ORM broker locks a claimed row for `retry` seconds (660 s), and the row stays
+  until the job is acknowledged after it ran; so jobs a killed cluster had taken into its internal queue
+  sat for 11 minutes. Here a claim locks for LOCK_SECONDS, and a thread of the pusher process renews the
+  locks of the rows it took every RENEW_SECONDS until they are acknowledged (the renewal's RETURNING says
+  which rows are gone), never past `retry` seconds after the claim (so a job a dead worker dropped comes
+  back no later than it did before). When the whole cluster dies, renewal stops and its jobs are
+  claimable again within LOCK_SECONDS.
+
+  Why not acknowledge at claim and rely on the task row's lease? A job taken but not started leaves its
+  task `pending`, with no lease yet; only the pending reclaim (RECLAIM_PENDING_SECONDS, 10 minutes) would
+  requeue it, and jobs that are not relay tasks (schedules, admin jobs) have no lease at all. Renewing
+  keeps the queue itself honest for every job. A job may still be delivered twice (the pusher restarted,
+  a cluster drained for longer than LOCK_SECONDS after its pusher stopped): jobs are idempotent (task
+  claim is a conditional update), so a second delivery does nothing.
+"""
 
 import contextlib
 import logging
+import os
+import threading
 import time
+from typing import Any
 
+import psycopg
 from django.db import connections
+from django.db.models.functions import Now
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
+from django_q.models import OrmQ
 
+from foxgate.database import direct_conninfo
 from foxgate.errors import DATABASE_OUTAGE
 
 logger = logging.getLogger(__name__)
@@ -21,13 +57,31 @@ logger = logging.getLogger(__name__)
 # busy loop of failed connection attempts.
 OUTAGE_POLL_SECONDS = 0.2
 
+CHANNEL = "foxgate_queue"  # the trigger in tasks/migrations NOTIFYs here, with the row's key as payload
+LOCK_SECONDS = 15  # a dead cluster's jobs come back this long after its last renewal
+RENEW_SECONDS = 5  # a third of the lock: one missed renewal (a slow database) does not release a job
+
+TABLE = OrmQ._meta.db_table
+CLAIM = f"""
+    UPDATE {TABLE} SET lock = now() + make_interval(secs => %(lock)s)
+    WHERE id IN (
+        SELECT id FROM {TABLE} WHERE key = %(key)s AND lock < now()
+        ORDER BY id LIMIT %(bulk)s FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, payload
+"""  # noqa: S608 - the table name is the model's
+RENEW = f"""
+    UPDATE {TABLE} SET lock = now() + make_interval(secs => %(lock)s)
+    WHERE id = ANY(%(ids)s) RETURNING id
+"""  # noqa: S608
+
 
 class OutageTolerantORM(ORM):
     database_away = False  # logged once when the database goes, once when it is back
 
     def dequeue(self) -> list[tuple[int, str]] | None:
         try:
-            found = super().dequeue()
+            found = self.claim()
         except DATABASE_OUTAGE as error:
             if not self.database_away:
                 logger.warning(
@@ -42,3 +96,125 @@ class OutageTolerantORM(ORM):
             logger.warning("the queue's database is back")
             self.database_away = False
         return found
+
+    def claim(self) -> list[tuple[int, str]] | None:
+        return super().dequeue()
+
+
+class PostgresBroker(OutageTolerantORM):
+    def __init__(self, list_key: str | None = None) -> None:
+        super().__init__(list_key)
+        self._local_state()
+
+    def __setstate__(self, state: Any) -> None:
+        super().__setstate__(state)
+        self._local_state()
+
+    def _local_state(self) -> None:
+        # Per process: a forked pusher must not share its parent's LISTEN socket or renewal thread.
+        self._pid = os.getpid()
+        self._listen: psycopg.Connection | None = None
+        self._listen_failed = False
+        self._held: dict[int, float] = {}  # claimed row id -> monotonic time its renewals stop
+        self._held_lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
+
+    def enqueue(self, task: str) -> int:
+        # list_key might be empty (e.g. in a test setup) but OrmQ.key is not null
+        package = self.get_connection().create(
+            key=self.list_key or Conf.CLUSTER_NAME, payload=task, lock=Now()
+        )
+        return package.pk
+
+    def claim(self) -> list[tuple[int, str]] | None:
+        if self._pid != os.getpid():
+            self._local_state()
+        listening = self._listening()  # before the claim: a job committed after it still wakes us
+        self.get_connection()  # drops a stale connection, as the ORM broker does
+        with connections[Conf.ORM].cursor() as cursor:
+            cursor.execute(CLAIM, {"lock": LOCK_SECONDS, "key": self.list_key, "bulk": Conf.BULK})
+            rows = sorted(cursor.fetchall())
+        if rows:
+            self._hold([row[0] for row in rows])
+            return rows
+        self._wait(listening)
+        return None
+
+    def _listening(self) -> psycopg.Connection | None:
+        if self._listen is None or self._listen.closed:
+            try:
+                self._listen = psycopg.connect(**direct_conninfo(), autocommit=True)
+                self._listen.execute(f"LISTEN {CHANNEL}")
+            except psycopg.Error as error:
+                if not self._listen_failed:  # once, not at every poll while the database is away
+                    logger.warning("the queue cannot LISTEN (%s); polling", str(error).strip()[:200])
+                self._listen_failed = True
+                self._drop_listen()
+            else:
+                self._listen_failed = False
+        return self._listen
+
+    def _wait(self, listening: psycopg.Connection | None) -> None:
+        """Until a job is enqueued, or `poll` seconds (the safety net) pass."""
+        if listening is None:
+            time.sleep(min(Conf.POLL, OUTAGE_POLL_SECONDS))
+            return
+        try:
+            for _ in listening.notifies(timeout=Conf.POLL, stop_after=1):
+                pass
+            # Others that came with it would only wake us again to find the same jobs claimed.
+            for _ in listening.notifies(timeout=0):
+                pass
+        except psycopg.Error:
+            self._drop_listen()  # reconnected by the next claim, which also catches up on what we missed
+
+    def close(self) -> None:
+        """Let go of the LISTEN connection (a cluster's processes just exit; tests and tools call this)."""
+        self._drop_listen()
+
+    def _drop_listen(self) -> None:
+        if self._listen is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._listen.close()
+        self._listen = None
+
+    def _hold(self, ids: list[int]) -> None:
+        renew_until = time.monotonic() + Conf.RETRY
+        with self._held_lock:
+            self._held.update(dict.fromkeys(ids, renew_until))
+        if self._renewer is None or not self._renewer.is_alive():
+            self._renewer = threading.Thread(
+                target=self._renew_forever, name="queue-lock-renewal", daemon=True
+            )
+            self._renewer.start()
+
+    def _renew_forever(self) -> None:
+        wake = threading.Event()  # never set: a timer that, unlike sleep, reads as one
+        while not wake.wait(RENEW_SECONDS):
+            try:
+                self.renew()
+            except Exception as error:
+                # The database away: the locks may lapse and the jobs be delivered again, which is harmless.
+                if not isinstance(error, DATABASE_OUTAGE):
+                    logger.exception("renewing the queue's locks failed; retrying")
+                with contextlib.suppress(*DATABASE_OUTAGE):
+                    connections[Conf.ORM].close()
+
+    def renew(self) -> None:
+        """Extend the locks of the rows this process claimed and not yet saw acknowledged."""
+        now = time.monotonic()
+        with self._held_lock:
+            for row_id in [row_id for row_id, until in self._held.items() if until <= now]:
+                del self._held[row_id]  # past `retry`: its lock lapses, as the ORM broker's would
+            ids = list(self._held)
+        if not ids:
+            return
+        connection = connections[Conf.ORM]
+        connection.close_if_unusable_or_obsolete()
+        with connection.cursor() as cursor:
+            cursor.execute(RENEW, {"lock": LOCK_SECONDS, "ids": ids})
+            present = {row[0] for row in cursor.fetchall()}
+        with self._held_lock:
+            for row_id in ids:
+                if row_id not in present:  # acknowledged (deleted) since we claimed it
+                    self._held.pop(row_id, None)

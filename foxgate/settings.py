@@ -338,7 +338,7 @@ Q_CLUSTER = {
     "queue_limit": env_int("FOXGATE_QUEUE_LIMIT", 100),
     "ack_failures": True,
     "label": "Worker cluster",
-    "broker_class": "foxgate.broker.OutageTolerantORM",  # no 10 s stall after a database restart
+    "broker_class": "foxgate.broker.PostgresBroker",  # claims with SKIP LOCKED, wakes on NOTIFY
 }
 
 # Relay behaviour.

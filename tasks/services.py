@@ -104,10 +104,12 @@ def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Admitted:
             credits_reserved=reserved,
         )
         limits_record(api_key=api_key, task=task, tokens=limit_tokens)
+        # The queue row is written in this transaction (foxgate/broker.py), not after it commits: a crash
+        # between the commit and an on_commit enqueue would leave a task no job will ever run.
+        async_task("tasks.jobs.task_run", task.id, task_name=task.id)
         # Last before COMMIT: the hold locks the tenant's row, and every other submit of the tenant waits
         # on that lock until this transaction ends (the profile's main wait under load).
         credits_hold(task=task)
-        transaction.on_commit(lambda: async_task("tasks.jobs.task_run", task.id, task_name=task.id))
     return Admitted(task=task, headers=headers)
 
 
