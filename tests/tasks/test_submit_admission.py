@@ -23,8 +23,9 @@ def test_a_submit_reads_the_catalog_in_one_statement_before_its_transaction(api,
     with CaptureQueriesContext(connection) as captured:
         assert submit(api).status_code == 200
     statements = [query["sql"].split()[0] for query in captured.captured_queries]
-    # model, price, overrides and channels in one; then the transaction: task, two holds, ledger line
-    assert statements[:6] == ["SELECT", "SAVEPOINT", "INSERT", "UPDATE", "UPDATE", "INSERT"]
+    # model, price, overrides and channels in one; then the transaction: task, its queue row, two holds
+    # (last, as they lock the tenant's row), ledger line
+    assert statements[:7] == ["SELECT", "SAVEPOINT", "INSERT", "INSERT", "UPDATE", "UPDATE", "INSERT"]
 
 
 def test_the_groups_own_price_wins_over_the_price_for_every_group(api, openai_channel, tenant):
