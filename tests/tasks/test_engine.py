@@ -1,6 +1,7 @@
 """One worker process's relay loop runs many generations at once, within its slots."""
 
 import time
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -9,6 +10,14 @@ from tasks.models import Task
 from tasks.relay.engine import Engine
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the engine's threads see only committed rows
+
+
+@pytest.fixture(autouse=True)
+def own_queue(monkeypatch):
+    """Queue these tests' jobs where no cluster listens: the session's stack must not run them."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "CLUSTER_NAME", f"engine-unit-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture
