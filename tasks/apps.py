@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.module_loading import import_string
 
 
 class TasksConfig(AppConfig):
@@ -10,12 +11,11 @@ class TasksConfig(AppConfig):
         from tasks.workerqueue import worker_queue_patch
 
         worker_queue_patch()
-        post_spawn.connect(relay_engine_start, dispatch_uid="relay_engine_start")
+        post_spawn.connect(cluster_worker_started, dispatch_uid="relay_engine_start")
 
 
-def relay_engine_start(sender: object, proc_name: str, **kwargs: object) -> None:
-    """Start the relay engine as each cluster worker process starts, so its loop renews leases and
-    reclaims lapsed ones before any job arrives. Imported here, lazily: web processes never load the relay."""
-    from tasks.relay.engine import engine_start
-
-    engine_start()
+def cluster_worker_started(sender: object, proc_name: str, **kwargs: object) -> None:
+    """As each cluster worker process starts, start its relay engine, so its loop renews leases and
+    reclaims lapsed ones before any job arrives. Named by dotted path, like every job: this signal fires only
+    in cluster workers, and web processes, which load this module too, never load the relay."""
+    import_string("tasks.jobs.relay_engine_start")()

@@ -43,3 +43,8 @@ def channel_probe_job(channel_id: int) -> bool | None:
 
     result = channel_probe(channel_id=channel_id)
     return None if result is None else result.ok
+
+
+def relay_engine_start() -> None:
+    """Start this worker process's relay engine (tasks/apps.py calls it as the worker spawns)."""
+    engine.engine_start()

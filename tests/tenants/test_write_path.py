@@ -37,8 +37,14 @@ def plain_saves(source: str) -> Iterator[str]:
 
 def money_writes(source: str) -> Iterator[str]:
     """Writes of a money column: ORM writes naming one, `obj.balance = ...`, save(update_fields=[...])
-    naming one, and SQL text that updates or inserts one."""
-    for node in ast.walk(ast.parse(source)):
+    naming one, and SQL text that updates or inserts one (docstrings are prose, not SQL)."""
+    tree = ast.parse(source)
+    prose = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+    }
+    for node in ast.walk(tree):
         where = f"line {getattr(node, 'lineno', '?')}"
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             named = {kw.arg for kw in node.keywords if kw.arg}
@@ -67,7 +73,8 @@ def money_writes(source: str) -> Iterator[str]:
             for sub in ast.walk(target):
                 if isinstance(sub, ast.Attribute) and sub.attr in MONEY:
                     yield f"{where}: assigns {ast.unparse(sub)}"
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and MONEY_SQL.search(node.value):
+        sql = isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose
+        if sql and MONEY_SQL.search(node.value):
             yield f"{where}: SQL {node.value[:80]!r}"
 
 
@@ -177,3 +184,8 @@ def test_admin_posts_never_save_a_whole_tenant_key_or_channel_row(tenant, issued
     tenant.refresh_from_db()
     channel.refresh_from_db()
     assert (tenant.name, tenant.rpm, channel.priority, channel.enabled) == ("Renamed", 10, 1, False)
+
+
+def test_the_money_scan_reads_docstrings_as_prose_not_sql():
+    assert not list(money_writes('"""Claim: one UPDATE ...; the row lock is held until it commits."""'))
+    assert list(money_writes('"""A docstring."""\nSQL = "UPDATE tenants_tenant SET held = 0"'))
