@@ -344,6 +344,10 @@ class Engine:
                 reclaimed = await self._db(leases_reclaim)
                 if any(reclaimed.values()):
                     logger.warning("reclaimed tasks whose worker died: %s", reclaimed)
+            except RuntimeError:
+                # The interpreter is exiting (Ctrl-C, SIGTERM) and has shut the relay threads down: the
+                # leases lapse with the process, which is what reclaim is for.
+                return
             except Exception:
                 logger.exception(
                     "lease renewal or reclaim failed; retrying in %ss", settings.LEASE_RENEW_SECONDS
