@@ -368,6 +368,12 @@ class SinceFilter(admin.SimpleListFilter):
         return queryset
 
 
+def platform_only_removed(request: HttpRequest, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Channels are the platform's business (ChannelFilter): a tenant's users see which model served
+    them, never which upstream account."""
+    return names if is_platform(request.user) else tuple(name for name in names if name != "channel")
+
+
 class AttemptTimeline(TabularInline):
     model = TaskAttempt
     fields = (
@@ -387,6 +393,9 @@ class AttemptTimeline(TabularInline):
 
     def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def get_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
+        return platform_only_removed(request, self.fields)
 
 
 @admin.register(Task)
@@ -431,6 +440,15 @@ class TaskAdmin(BigTableAdmin):
         "channel",
     )
     readonly_fields = fields
+
+    def get_list_display(self, request: HttpRequest) -> tuple[str, ...]:
+        return platform_only_removed(request, self.list_display)
+
+    def get_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
+        return platform_only_removed(request, self.fields)
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
+        return self.get_fields(request, obj)
 
     @display(
         description="status",

@@ -62,11 +62,9 @@ def usage_dashboard(user) -> dict[str, Any]:
 def failures_dashboard(user) -> dict[str, Any]:
     since: date = timezone.now().date() - timedelta(days=FAILURE_DAYS - 1)
     failed = _rollups(user, Perm.READ).filter(day__gte=since, status="failed")
-    groups = (
-        failed.values("error_code", "model", "channel__name")
-        .annotate(task_count=Sum("tasks"))
-        .order_by("-task_count")[:50]
-    )
+    # Which channel failed is the platform's to know (tasks/admin.py platform_only_removed).
+    grouping = ("error_code", "model", "channel__name") if is_platform(user) else ("error_code", "model")
+    groups = failed.values(*grouping).annotate(task_count=Sum("tasks")).order_by("-task_count")[:50]
     per_day = {
         (row["day"], row["error_code"]): row["task_count"]
         for row in failed.values("day", "error_code").annotate(task_count=Sum("tasks"))
@@ -78,4 +76,5 @@ def failures_dashboard(user) -> dict[str, Any]:
         "codes": codes,
         "timeline": [{"day": day, "counts": [per_day.get((day, code), 0) for code in codes]} for day in days],
         "since": since,
+        "by_channel": is_platform(user),
     }

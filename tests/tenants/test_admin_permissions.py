@@ -19,7 +19,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from tasks.models import Task
+from tasks.models import Channel, RollupWatermark, Task, TaskAttempt, UsageRollup
 from tasks.rollups import usage_rollup
 from tenants.models import ApiKey, AuditEvent, LedgerEntry, Membership, ModelRuleOverride, Tenant
 from tenants.services import SYSTEM, IssuedKey, apikey_issue, audit_record, credits_topup, tenant_create
@@ -342,3 +342,31 @@ def test_the_audit_log_shows_a_tenants_events_to_its_managers_and_platform_event
     assert ("platform-marker" in events) == (USERS[user] is None)
     detail = client.get(f"/admin/tenants/auditevent/{platform_event.pk}/change/")
     assert detail.status_code == (200 if USERS[user] is None else 302 if sees_log else 403)
+
+
+@users
+def test_which_channel_served_a_task_is_shown_to_platform_staff_only(world, user, openai_channel):
+    """A tenant's users see the model that served them; the upstream account behind it (the channel) is
+    the platform's: not in the task list, the task page, its attempts or the failures dashboard."""
+    Channel.objects.filter(pk=openai_channel.pk).update(name="upstream-account-7f3")
+    for side in world.values():
+        Task.objects.filter(pk=side.failed_task).update(channel=openai_channel)
+        TaskAttempt.objects.create(
+            task_id=side.failed_task, channel=openai_channel, number=1, error_code=side.error_code
+        )
+    RollupWatermark.objects.all().delete()
+    UsageRollup.objects.all().delete()
+    usage_rollup()
+    client = login(user)
+    urls = ["/admin/tasks/task/", "/admin/tasks/task/failures/"]
+    urls += [
+        f"/admin/tasks/task/{side.failed_task}/change/"
+        for slug, side in world.items()
+        if slug in allowed(user, "read")
+    ]
+    if not allowed(user, "read"):
+        return
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert ("upstream-account-7f3" in page(response)) == (USERS[user] is None), f"{user} {url}"
