@@ -4,7 +4,7 @@ every change to keys, limits, budgets and balances leaves an audit event."""
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import models, transaction
@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from foxgate.errors import InsufficientQuota
 from tenants.models import (
+    CREDITS,
     KEY_PREFIX,
     LIMIT_FIELDS,
     ApiKey,
@@ -473,12 +474,18 @@ settle_key AS (
 )"""
 
 
+LEDGER_PRECISION = Decimal(1).scaleb(-CREDITS["decimal_places"])
+
+
 def credits_settle(*, task, cost: Decimal, basis: str) -> dict[str, Any]:
     """The parameters of CREDITS_SETTLE: charge `cost` for the task and give back the rest of its hold
     (all of it when cost is zero).
 
     The actual cost is charged even when it exceeds the estimate that was held, so usage is never
-    under-billed. `basis` records what the cost was computed from."""
+    under-billed. `basis` records what the cost was computed from. A cost finer than the ledger's
+    precision (a price with many decimals) is rounded once, here, as the ledger line would store it:
+    rounded apart, the balance and the line would differ by a unit and the books would not balance."""
+    cost = cost.quantize(LEDGER_PRECISION, ROUND_HALF_UP)
     reserved = task.credits_reserved
     captured_from_hold = min(cost, reserved)
     return {

@@ -159,13 +159,13 @@ def task_finish(
         return False
     task.status, task.progress, task.result = status, 100, result
     task.error_code, task.error_message, task.finished_at = error_code, error_message, finished_at
-    task.channel, task.credits_charged, task.charge_basis = channel, cost, basis
+    task.channel, task.credits_charged, task.charge_basis = channel, params["settle_cost"], basis
     logger.info(
         "task %s %s%s; charged %s credits (%s)",
         task.id,
         status,
         f" ({error_code})" if error else "",
-        cost,
+        task.credits_charged,
         basis,
     )
     return True

@@ -13,9 +13,10 @@ from foxgate.fakes.openai import FakeOpenAI
 from tasks.jobs import task_run
 from tasks.models import Channel, Task, TaskAttempt
 from tasks.relay.settle import task_fail
-from tasks.services import channel_add
+from tasks.services import channel_add, price_set
 from tenants.models import ApiKey, LedgerEntry, RateEvent, Tenant
 from tenants.services import limits_set
+from tests.helpers import run_command
 
 pytestmark = pytest.mark.django_db
 
@@ -119,3 +120,14 @@ def test_a_failed_call_fails_over_to_the_next_channel_and_is_charged_once(api, t
     assert LedgerEntry.objects.filter(task=task, kind="capture").count() == 1
     tenant.refresh_from_db()
     assert tenant.held == 0 and tenant.balance == Decimal(100) - task.credits_charged
+
+
+def test_a_charge_finer_than_the_ledger_keeps_the_books_balanced(api, tenant, openai_channel):
+    price_set(model_name="fake-model", input_per_million=Decimal("1.5"), output_per_million=Decimal(0))
+    task = Task.objects.get(pk=submit(api))
+    usage = {"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}  # costs 0.0000015
+    assert task_fail(task=task, code="upstream_error", message="cut", usage=usage)
+    (_, charged, _, _, _), lines, (balance, held, spend), _, _ = books(task.pk)
+    assert charged == Decimal("0.000002") and ("capture", -charged, -task.credits_reserved) in lines
+    assert (balance, held, spend) == (Decimal(100) - charged, 0, charged)
+    assert "books balance" in run_command("billing_audit")
