@@ -10,7 +10,8 @@ Breaker, kept on the Channel row so every worker in every process agrees:
   connections); or at once on a 429 that says Retry-After, for at least that long;
 - open → half-open once the cooldown is over: exactly one worker wins the conditional UPDATE that
   claims the trial call; everyone else keeps skipping the channel;
-- half-open → closed when the trial succeeds, → open again (a fresh cooldown) when it fails.
+- half-open → closed when the trial succeeds (in the statement that settles its task,
+  tasks/relay/settle.py), → open again (a fresh cooldown) when it fails.
 An upstream that refuses the channel's own credentials (401/403) disables the channel, reason recorded.
 """
 
@@ -56,21 +57,25 @@ def _trial_is_stale(channel: Channel, now) -> bool:
     return changed is None or changed < now - timedelta(seconds=channel.timeout + 30)
 
 
-def attempt_start(*, task: Task, exclude: set[int]) -> tuple[TaskAttempt | None, bool]:
-    """Open an attempt for the task on the best channel it has not tried yet.
+def attempt_start(
+    *, task: Task, exclude: set[int], channels: list[Channel] | None = None
+) -> tuple[TaskAttempt | None, bool]:
+    """Open an attempt for the task on the best channel it has not tried yet, among `channels` (the
+    claim's snapshot of those serving the model) or, without them, the channels read now.
 
     Returns (attempt, False), or (None, busy): busy is True when some channel could serve but all of them
     are at their max concurrency right now, so waiting may help."""
     now = timezone.now()
-    candidates = [
-        c for c in channels_serving(task.catalog_model) if c.id not in exclude and _may_take(c, now)
-    ]
+    serving = channels_serving(task.catalog_model) if channels is None else channels
+    candidates = [c for c in serving if c.id not in exclude and _may_take(c, now)]
     busy = False
     for priority in sorted({c.priority for c in candidates}, reverse=True):
         group = [c for c in candidates if c.priority == priority]
         while group:
             channel = random.choices(group, weights=[c.weight for c in group])[0]
             group.remove(channel)
+            if channel.max_concurrency is None and channel.circuit_state == Channel.Circuit.CLOSED:
+                return _attempt_insert(task, channel, now), False  # the common case: one statement
             with transaction.atomic():
                 if channel.max_concurrency is not None:
                     # Attempts on one channel take turns here, so the in-flight count is exact.
@@ -83,9 +88,25 @@ def attempt_start(*, task: Task, exclude: set[int]) -> tuple[TaskAttempt | None,
                         continue
                 if channel.circuit_state != Channel.Circuit.CLOSED and not _claim_trial(channel, now):
                     continue
-                number = task.attempts.count() + 1
-                return TaskAttempt.objects.create(task=task, channel=channel, number=number), False
+                return _attempt_insert(task, channel, now), False
     return None, busy
+
+
+def _attempt_insert(task: Task, channel: Channel, now) -> TaskAttempt:
+    """Insert the task's next attempt on the channel, numbered in the same statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tasks_taskattempt "
+            "(task_id, channel_id, number, started_at, error_code, error_message) "
+            "SELECT %(task)s, %(channel)s, coalesce(max(number), 0) + 1, %(now)s, '', '' "
+            "FROM tasks_taskattempt WHERE task_id = %(task)s RETURNING id, number",
+            {"task": task.pk, "channel": channel.pk, "now": now},
+        )
+        pk, number = cursor.fetchone()
+    attempt = TaskAttempt(pk=pk, task=task, channel=channel, number=number, started_at=now)
+    attempt._state.adding = False
+    attempt._state.db = connection.alias
+    return attempt
 
 
 def _in_flight(channel: Channel, now) -> int:
@@ -109,15 +130,6 @@ def _claim_trial(channel: Channel, now) -> bool:
         Channel.objects.filter(due | stale, pk=channel.pk).update(
             circuit_state=Channel.Circuit.HALF_OPEN, circuit_changed_at=now
         )
-    )
-
-
-def breaker_success(channel: Channel) -> None:
-    Channel.objects.filter(pk=channel.pk).exclude(circuit_state=Channel.Circuit.CLOSED).update(
-        circuit_state=Channel.Circuit.CLOSED,
-        circuit_open_until=None,
-        circuit_reason="",
-        circuit_changed_at=timezone.now(),
     )
 
 

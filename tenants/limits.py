@@ -109,9 +109,18 @@ def limits_record(*, api_key: ApiKey, task, tokens: int) -> None:
             RateEvent.objects.create(scope=scope.name, at=ClockTimestamp(), tokens=tokens, task=task)
 
 
-def limits_settle(*, task, tokens: int) -> None:
-    """Replace the admission estimate with the tokens the task really used."""
-    RateEvent.objects.filter(task=task).update(tokens=tokens)
+# Replaces the admission estimate with the tokens the task really used: a CTE of the settling statement
+# (tasks/relay/settle.py), acting on the rate events of the task row in its CTE `settled`.
+LIMITS_SETTLE = """
+settle_rates AS (
+    UPDATE tenants_rateevent r SET tokens = %(settle_tokens)s FROM settled g WHERE r.task_id = g.id
+    RETURNING 1
+)"""
+
+
+def limits_settle(*, tokens: int) -> dict[str, int]:
+    """The parameters of LIMITS_SETTLE."""
+    return {"settle_tokens": tokens}
 
 
 def rate_events_prune() -> int:

@@ -4,7 +4,7 @@ every change to keys, limits, budgets and balances leaves an audit event."""
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import models, transaction
@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from foxgate.errors import InsufficientQuota
 from tenants.models import (
+    CREDITS,
     KEY_PREFIX,
     LIMIT_FIELDS,
     ApiKey,
@@ -440,37 +441,62 @@ def credits_hold(*, task) -> LedgerEntry:
     )
 
 
-def credits_settle(*, task, cost: Decimal, basis: str) -> None:
-    """Charge `cost` for the task and give back the rest of its hold (all of it when cost is zero).
+# Settlement of a task's hold, as CTEs of the settling statement (tasks/relay/settle.py), with the
+# parameters credits_settle computes. They act only for the row of that statement's CTE `settled`: the
+# task row it moves from unfinished to finished (columns id, tenant_id, api_key_id, price_id), so a task
+# is settled once whatever redelivery or retry settles it again; the ledger's one line per (task, kind)
+# backs that up. A line is written only when it moves something. The key's row is updated after the
+# tenant's (it joins the tenant's CTE), the order holds lock them in, so the two cannot deadlock.
+CREDITS_SETTLE = """
+settle_ledger AS (
+    INSERT INTO tenants_ledgerentry
+        (tenant_id, api_key_id, task_id, price_id, kind, amount, held_change, memo, created_at)
+    SELECT g.tenant_id, g.api_key_id, g.id, g.price_id, line.kind, line.amount, line.held, line.memo,
+        %(settle_at)s
+    FROM settled g CROSS JOIN (VALUES
+        ('capture', %(settle_capture)s::numeric, %(settle_capture_held)s::numeric, %(settle_basis)s),
+        ('release', 0::numeric, %(settle_release_held)s::numeric, '')
+    ) AS line (kind, amount, held, memo)
+    WHERE line.amount <> 0 OR line.held <> 0
+    RETURNING 1
+),
+settle_tenant AS (
+    UPDATE tenants_tenant t SET balance = t.balance - %(settle_cost)s,
+        held = t.held - %(settle_reserved)s, period_spend = t.period_spend + %(settle_cost)s
+    FROM settled g WHERE t.id = g.tenant_id
+    RETURNING t.id
+),
+settle_key AS (
+    UPDATE tenants_apikey k SET held = k.held - %(settle_reserved)s,
+        period_spend = k.period_spend + %(settle_cost)s
+    FROM settled g, settle_tenant WHERE k.id = g.api_key_id
+    RETURNING k.id
+)"""
 
-    Idempotent: a task is settled once, whatever redelivery or retry calls this again. The actual cost is
-    charged even when it exceeds the estimate that was held, so usage is never under-billed. `basis`
-    records what the cost was computed from. Call inside a transaction that has locked the task row."""
-    if LedgerEntry.objects.filter(
-        task=task, kind__in=[LedgerEntry.Kind.CAPTURE, LedgerEntry.Kind.RELEASE]
-    ).exists():
-        return
+
+LEDGER_PRECISION = Decimal(1).scaleb(-CREDITS["decimal_places"])
+
+
+def credits_settle(*, task, cost: Decimal, basis: str) -> dict[str, Any]:
+    """The parameters of CREDITS_SETTLE: charge `cost` for the task and give back the rest of its hold
+    (all of it when cost is zero).
+
+    The actual cost is charged even when it exceeds the estimate that was held, so usage is never
+    under-billed. `basis` records what the cost was computed from. A cost finer than the ledger's
+    precision (a price with many decimals) is rounded once, here, as the ledger line would store it:
+    rounded apart, the balance and the line would differ by a unit and the books would not balance."""
+    cost = cost.quantize(LEDGER_PRECISION, ROUND_HALF_UP)
     reserved = task.credits_reserved
     captured_from_hold = min(cost, reserved)
-    line = {
-        "tenant_id": task.tenant_id,
-        "api_key_id": task.api_key_id,
-        "task": task,
-        "price_id": task.price_id,
+    return {
+        "settle_cost": cost,
+        "settle_reserved": reserved,
+        "settle_capture": -cost,
+        "settle_capture_held": -captured_from_hold,
+        "settle_basis": basis,
+        "settle_release_held": -(reserved - captured_from_hold),
+        "settle_at": timezone.now(),
     }
-    if cost:
-        LedgerEntry.objects.create(
-            kind=LedgerEntry.Kind.CAPTURE, amount=-cost, held_change=-captured_from_hold, memo=basis, **line
-        )
-    if reserved - captured_from_hold:
-        LedgerEntry.objects.create(
-            kind=LedgerEntry.Kind.RELEASE, held_change=-(reserved - captured_from_hold), **line
-        )
-    spent = {"held": F("held") - reserved, "period_spend": F("period_spend") + cost}
-    Tenant.objects.filter(pk=task.tenant_id).update(balance=F("balance") - cost, **spent)
-    ApiKey.objects.filter(pk=task.api_key_id).update(**spent)
-    task.credits_charged = cost
-    task.charge_basis = basis
 
 
 def period_start(period: str, now: datetime | None = None) -> datetime:

@@ -46,6 +46,30 @@ class ChunkConnections:
                 self.idle.put_nowait(conn)
 
 
+# A chunk is stored and announced in one statement, so the notification goes out exactly when the chunk
+# is readable; every PROGRESS_EVERY chunks the same statement advances the task's progress.
+CHUNK = """
+WITH stored AS (
+    INSERT INTO tasks_streamchunk (task_id, seq, data, created_at)
+    VALUES (%(task)s, %(seq)s, %(data)s, clock_timestamp())
+    RETURNING 1
+)
+SELECT pg_notify(%(events)s, %(payload)s) FROM stored
+"""
+CHUNK_WITH_PROGRESS = """
+WITH stored AS (
+    INSERT INTO tasks_streamchunk (task_id, seq, data, created_at)
+    VALUES (%(task)s, %(seq)s, %(data)s, clock_timestamp())
+    RETURNING 1
+),
+progressed AS (
+    UPDATE tasks_task SET progress = %(progress)s WHERE id = %(task)s AND progress < %(progress)s
+    RETURNING 1
+)
+SELECT pg_notify(%(events)s, %(payload)s) FROM stored
+"""
+
+
 class ChunkWriter:
     """Stores a task's stream chunks and announces each, from the worker's event loop.
 
@@ -79,18 +103,19 @@ class ChunkWriter:
 
     async def write(self, data: str, *, delivered_tokens: int) -> None:
         seq = self.next_seq
-        progress = min(99, 1 + (98 * delivered_tokens) // self.expected_tokens)
+        params = {
+            "task": self.task_id,
+            "seq": seq,
+            "data": data,
+            "events": CHANNEL,
+            "payload": chunk_payload(self.task_id, seq, data),
+        }
+        statement = CHUNK
+        if seq % self.PROGRESS_EVERY == 0:
+            statement = CHUNK_WITH_PROGRESS
+            params["progress"] = min(99, 1 + (98 * delivered_tokens) // self.expected_tokens)
         async with self.connections.connection() as conn:
-            await conn.execute(
-                "WITH stored AS (INSERT INTO tasks_streamchunk (task_id, seq, data, created_at) "
-                "VALUES (%s, %s, %s, clock_timestamp()) RETURNING 1) SELECT pg_notify(%s, %s) FROM stored",
-                [self.task_id, seq, data, CHANNEL, chunk_payload(self.task_id, seq, data)],
-            )
-            if seq % self.PROGRESS_EVERY == 0:
-                await conn.execute(
-                    "UPDATE tasks_task SET progress = %s WHERE id = %s AND progress < %s",
-                    [progress, self.task_id, progress],
-                )
+            await conn.execute(statement, params)
         self.next_seq += 1
 
 

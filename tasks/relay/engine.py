@@ -28,21 +28,23 @@ from typing import Any, TypeVar
 import httpx
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models
 from django.utils import timezone
 
 from foxgate.logs import set_tenant, task_context
-from tasks.models import Channel, StreamChunk, Task, TaskAttempt
+from tasks.models import Channel, Model, Price, Task, TaskAttempt
 from tasks.relay.calls import CallOutcome, StreamAssembly
 from tasks.relay.chunks import ChunkConnections, ChunkWriter
 from tasks.relay.providers import RELAYS, Relay, Upstream, UpstreamError, UpstreamRequest, http_client
 from tasks.relay.reclaim import leases_reclaim, leases_renew, tasks_hand_back
-from tasks.relay.settle import task_fail, task_finish
-from tasks.routing import attempt_start, breaker_failure, breaker_success
+from tasks.relay.settle import ATTEMPT_END_FIELDS, task_fail, task_finish
+from tasks.routing import attempt_start, breaker_failure
+from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+M = TypeVar("M", bound=models.Model)
 PASS_THROUGH = ("top_p", "stop")  # sent to the upstream exactly as the caller gave them
 CHANNEL_BUSY_WAIT_SECONDS = 0.25
 RETRY_BACKOFF_MAX_SECONDS = 10
@@ -60,29 +62,109 @@ class Runtime:
     claimed: set[str] = field(default_factory=set)
 
 
-def task_claim(*, task_id: str, owner: str) -> Task | None:
+@dataclass
+class Claim:
+    """A task this process just claimed, with everything its run reads, from the claim's one statement."""
+
+    task: Task
+    channels: list[Channel]  # enabled channels serving the task's model, as routing reads them
+    failed: set[int]  # channels an earlier run of this task already saw fail
+    chunks_stored: int  # stream chunks earlier attempts stored: numbering continues after them
+
+
+# One statement claims the task and reads what its run needs. The channels come as JSON with the columns
+# routing and the providers read (tasks/routing.py, relay_for, upstream_request); the rest are deferred.
+# An earlier run's attempt left open (its process died) says nothing about its channel, so it does not
+# count as failed; neither does one the worker itself gave up (internal_error).
+CLAIM = """
+WITH claimed AS (
+    UPDATE tasks_task SET status = 'processing', progress = 1, started_at = %(now)s,
+        lease_owner = %(owner)s, lease_expires_at = %(expires)s
+    WHERE id = %(task)s AND status = 'pending'
+    RETURNING *
+)
+SELECT claimed.*, m.name AS model_name, tn.slug AS tenant_slug,
+    p.input_per_million, p.cached_input_per_million, p.output_per_million,
+    ARRAY(
+        SELECT DISTINCT a.channel_id FROM tasks_taskattempt a
+        WHERE a.task_id = claimed.id AND a.finished_at IS NOT NULL
+            AND a.error_code NOT IN ('', 'internal_error')
+    ) AS channels_failed,
+    CASE WHEN claimed.stream
+        THEN (SELECT count(*) FROM tasks_streamchunk s WHERE s.task_id = claimed.id) ELSE 0
+    END AS chunks_stored,
+    (
+        SELECT coalesce(json_agg(json_build_object(
+            'id', c.id, 'name', c.name, 'provider', c.provider, 'base_url', c.base_url,
+            'api_key_encrypted', c.api_key_encrypted, 'model_mapping', c.model_mapping,
+            'priority', c.priority, 'weight', c.weight, 'timeout_seconds', c.timeout_seconds,
+            'max_concurrency', c.max_concurrency, 'enabled', c.enabled, 'circuit_state', c.circuit_state,
+            'circuit_open_until', c.circuit_open_until, 'circuit_changed_at', c.circuit_changed_at
+        ) ORDER BY c.id), '[]')::text
+        FROM tasks_channel c JOIN tasks_channel_served_models cm ON cm.channel_id = c.id
+        WHERE cm.model_id = claimed.catalog_model_id AND c.enabled
+    ) AS channels
+FROM claimed
+JOIN tasks_model m ON m.id = claimed.catalog_model_id
+JOIN tenants_tenant tn ON tn.id = claimed.tenant_id
+JOIN tasks_price p ON p.id = claimed.price_id
+"""
+
+
+def task_claim(*, task_id: str, owner: str) -> Claim | None:
     """Move a pending task to processing under a lease, or return None if some other delivery already did.
 
-    The conditional update is the guard that keeps a redelivered job from calling the upstream twice."""
+    The conditional update is the guard that keeps a redelivered job from calling the upstream twice. The
+    same statement returns what the run needs (the task with its model's name, tenant's slug and price,
+    the channels that could serve it), so a generation's first database work is one round trip."""
     now = timezone.now()
-    claimed = Task.objects.filter(pk=task_id, status=Task.Status.PENDING).update(
-        status=Task.Status.PROCESSING,
-        progress=1,
-        started_at=now,
-        lease_owner=owner,
-        lease_expires_at=now + timedelta(seconds=settings.LEASE_SECONDS),
+    params = {
+        "task": task_id,
+        "owner": owner,
+        "now": now,
+        "expires": now + timedelta(seconds=settings.LEASE_SECONDS),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM, params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        names = [column.name for column in cursor.description]
+    columns = len(Task._meta.concrete_fields)  # claimed.* comes first
+    task = _from_db(Task, dict(zip(names[:columns], row[:columns], strict=True)))
+    read = dict(zip(names[columns:], row[columns:], strict=True))
+    task.catalog_model = _from_db(Model, {"id": task.catalog_model_id, "name": read["model_name"]})
+    task.tenant = _from_db(Tenant, {"id": task.tenant_id, "slug": read["tenant_slug"]})
+    prices = ("input_per_million", "cached_input_per_million", "output_per_million")
+    task.price = _from_db(Price, {"id": task.price_id, **{name: read[name] for name in prices}})
+    return Claim(
+        task=task,
+        channels=[_from_json(Channel, values) for values in json.loads(read["channels"])],
+        failed=set(read["channels_failed"]),
+        chunks_stored=read["chunks_stored"],
     )
-    return Task.objects.select_related("catalog_model", "tenant").get(pk=task_id) if claimed else None
 
 
-def channels_failed(task: Task) -> set[int]:
-    """Channels an earlier run of this task already saw fail (a rerun after its process died).
+def _from_db(model: type[M], values: dict[str, Any]) -> M:
+    """An instance of `model` from raw column values, as a queryset would build it; the columns left out
+    are deferred (read on first access)."""
+    columns = [column for column in model._meta.concrete_fields if column.attname in values]
+    converted = []
+    for column in columns:
+        value = values[column.attname]
+        for converter in column.get_db_converters(connection):
+            value = converter(value, column, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [column.attname for column in columns], converted)
 
-    An attempt the dead process left open says nothing about its channel, so it does not count."""
-    return set(
-        task.attempts.filter(finished_at__isnull=False)
-        .exclude(error_code__in=("", "internal_error"))
-        .values_list("channel_id", flat=True)
+
+def _from_json(model: type[M], values: dict[str, Any]) -> M:
+    """An instance of `model` from a row PostgreSQL rendered as JSON (timestamps as ISO text)."""
+    columns = [column for column in model._meta.concrete_fields if column.attname in values]
+    return model.from_db(
+        connection.alias,
+        [column.attname for column in columns],
+        [column.to_python(values[column.attname]) for column in columns],
     )
 
 
@@ -90,28 +172,33 @@ async def generation_run(task_id: str, rt: Runtime) -> None:
     """Run a task: call channels until one answers, at most MAX_ATTEMPTS calls, each on a channel this
     task has not tried, within TASK_DEADLINE_SECONDS. A permanent error fails the task at once, and so
     does any error once streamed output has reached clients (they cannot be given a second answer)."""
-    task = await rt.db(task_claim, task_id=task_id, owner=rt.owner)
-    if task is None:
+    claim = await rt.db(task_claim, task_id=task_id, owner=rt.owner)
+    if claim is None:
         logger.info("task %s already claimed; skipping redelivery", task_id)
         return
     rt.claimed.add(task_id)
     try:
-        await _attempts(task, rt)
+        await _attempts(claim, rt)
     finally:
         rt.claimed.discard(task_id)
 
 
-async def _attempts(task: Task, rt: Runtime) -> None:
+async def _attempts(claim: Claim, rt: Runtime) -> None:
+    task = claim.task
     set_tenant(task.tenant.slug)
     deadline = time.monotonic() + settings.TASK_DEADLINE_SECONDS
-    tried: set[int] = await rt.db(channels_failed, task)  # channels this task will not go back to
+    tried = set(claim.failed)  # channels this task will not go back to
     used = set(tried)  # every channel called, for the final message
     calls = len(tried)
     last_error: UpstreamError | None = None
     last_channel: Channel | None = None
     retrying = False
+    # The claim's snapshot of the channels serves the first pick; a failover or a retry reads them
+    # afresh, since the failure that caused it may have moved a breaker.
+    channels: list[Channel] | None = claim.channels
     while calls < settings.MAX_ATTEMPTS and time.monotonic() < deadline:
-        attempt, busy = await rt.db(attempt_start, task=task, exclude=tried)
+        attempt, busy = await rt.db(attempt_start, task=task, exclude=tried, channels=channels)
+        channels = None
         if attempt is None:
             if busy:  # every channel left is at its max concurrency: wait for a slot
                 await asyncio.sleep(CHANNEL_BUSY_WAIT_SECONDS)
@@ -139,13 +226,12 @@ async def _attempts(task: Task, rt: Runtime) -> None:
         started = time.monotonic()
         request = upstream_request(task, attempt.channel)
         if task.stream:
-            outcome = await upstream_stream(rt, task, attempt.channel, request)
+            outcome = await upstream_stream(rt, claim, attempt.channel, request)
         else:
             outcome = await upstream_complete(rt, attempt.channel, request)
         error = outcome.error
         if error is None:
             await rt.db(attempt_settle, task, attempt, started, outcome)
-            await rt.db(breaker_success, attempt.channel)
             return
         await rt.db(attempt_finish, attempt, started, outcome)
         await rt.db(breaker_failure, attempt.channel, error)
@@ -206,18 +292,15 @@ async def upstream_complete(rt: Runtime, channel: Channel, request: UpstreamRequ
     return CallOutcome(completion=completion, usage=completion["usage"])
 
 
-def chunks_stored(task_id: str) -> int:
-    return StreamChunk.objects.filter(task_id=task_id).count()
-
-
-async def upstream_stream(rt: Runtime, task: Task, channel: Channel, request: UpstreamRequest) -> CallOutcome:
+async def upstream_stream(
+    rt: Runtime, claim: Claim, channel: Channel, request: UpstreamRequest
+) -> CallOutcome:
     """Stream from the upstream, storing and announcing each chunk as it comes; the ChatCompletion is
     assembled from the chunks. Numbering continues after chunks an earlier attempt already stored."""
-    stored = await rt.db(chunks_stored, task.id)
     assembly = StreamAssembly(started=time.monotonic())
     expected = request.max_tokens or request.default_max_tokens
     async with ChunkWriter(
-        task.id, next_seq=stored, expected_tokens=expected, connections=rt.chunks
+        claim.task.id, next_seq=claim.chunks_stored, expected_tokens=expected, connections=rt.chunks
     ) as writer:
         try:
             async for chunk in relay_for(channel, rt.client).stream(request):
@@ -225,10 +308,13 @@ async def upstream_stream(rt: Runtime, task: Task, channel: Channel, request: Up
                 await writer.write(json.dumps(chunk, separators=(",", ":")), delivered_tokens=assembly.tokens)
         except UpstreamError as error:
             return assembly.outcome(error)
+        finally:
+            claim.chunks_stored = writer.next_seq
     return assembly.outcome(None)
 
 
-def attempt_finish(attempt: TaskAttempt, started: float, outcome: CallOutcome) -> None:
+def attempt_record(attempt: TaskAttempt, started: float, outcome: CallOutcome) -> None:
+    """Fill in how the attempt ended (ATTEMPT_END_FIELDS), for the caller to store."""
     error = outcome.error
     attempt.finished_at = timezone.now()
     attempt.latency_ms = round((time.monotonic() - started) * 1000)
@@ -237,31 +323,26 @@ def attempt_finish(attempt: TaskAttempt, started: float, outcome: CallOutcome) -
     if error is not None:
         attempt.error_code = error.code
         attempt.error_message = error.message[:2000]
-    attempt.save(
-        update_fields=[
-            "finished_at",
-            "latency_ms",
-            "first_token_ms",
-            "http_status",
-            "error_code",
-            "error_message",
-        ]
-    )
+
+
+def attempt_finish(attempt: TaskAttempt, started: float, outcome: CallOutcome) -> None:
+    attempt_record(attempt, started, outcome)
+    attempt.save(update_fields=ATTEMPT_END_FIELDS)
 
 
 def attempt_settle(task: Task, attempt: TaskAttempt, started: float, outcome: CallOutcome) -> None:
-    """Record a successful attempt and settle the task in one transaction: an answer recorded is an
+    """Record a successful attempt and settle the task in one statement: an answer recorded is an
     answer charged, so a rerun after a crash never finds a finished call it would have to send again."""
-    with transaction.atomic():
-        attempt_finish(attempt, started, outcome)
-        task_finish(
-            task,
-            channel=attempt.channel,
-            status=Task.Status.COMPLETED,
-            result=outcome.completion,
-            usage=outcome.usage,
-            delivered_tokens=outcome.delivered_tokens,
-        )
+    attempt_record(attempt, started, outcome)
+    task_finish(
+        task,
+        channel=attempt.channel,
+        status=Task.Status.COMPLETED,
+        result=outcome.completion,
+        usage=outcome.usage,
+        delivered_tokens=outcome.delivered_tokens,
+        attempt=attempt,
+    )
 
 
 def task_execute(*, task_id: str) -> None:

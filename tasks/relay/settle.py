@@ -1,17 +1,18 @@
 """The one place a finished call becomes money: charge by the settlement rule, release the rest of the hold,
 store the outcome, and tell the web processes."""
 
+import json
 import logging
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection
 from django.utils import timezone
 
-from tasks.events import task_notify
-from tasks.models import Channel, Task
+from tasks.events import CHANNEL as EVENTS
+from tasks.models import Channel, Task, TaskAttempt
 from tasks.services import estimate_input_tokens
-from tenants.limits import limits_settle
-from tenants.services import credits_settle
+from tenants.limits import LIMITS_SETTLE, limits_settle
+from tenants.services import CREDITS_SETTLE, credits_settle
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +25,10 @@ def task_fail(
     usage: dict | None = None,
     delivered_tokens: int = 0,
     channel: Channel | None = None,
-) -> None:
-    """Fail the task; `usage` and `delivered_tokens` say what a broken stream had already produced."""
-    task_finish(
+) -> bool:
+    """Fail the task; `usage` and `delivered_tokens` say what a broken stream had already produced.
+    True if this call settled it (see task_finish)."""
+    return task_finish(
         task,
         status=Task.Status.FAILED,
         error=(code, message),
@@ -60,6 +62,49 @@ def task_charge(task: Task, *, usage: dict | None, delivered_tokens: int = 0) ->
     return Decimal(0), "nothing_delivered", 0
 
 
+# What an attempt's end records; the success path stores them in the settling statement.
+ATTEMPT_END_FIELDS = [
+    "finished_at",
+    "latency_ms",
+    "first_token_ms",
+    "http_status",
+    "error_code",
+    "error_message",
+]
+
+# The gate: the task row moves from unfinished to finished here, under its row lock, and the money CTEs
+# act only for the row it returns. A task already finished (a redelivered job, a settle that lost the
+# race) returns no row, so nothing else changes and no notification goes out.
+SETTLED = """
+WITH settled AS (
+    UPDATE tasks_task SET status = %(status)s, progress = 100, result = %(result)s::jsonb,
+        error_code = %(error_code)s, error_message = %(error_message)s, finished_at = %(finished_at)s,
+        channel_id = %(channel)s, credits_charged = %(settle_cost)s, charge_basis = %(settle_basis)s
+    WHERE id = %(task)s AND status IN ('pending', 'processing')
+    RETURNING id, tenant_id, api_key_id, price_id
+)"""
+# A successful call's attempt, and its channel's breaker closing, are recorded whatever the gate says:
+# they are facts about the channel, true even when another delivery settled the task first.
+SUCCEEDED = """
+attempt_end AS (
+    UPDATE tasks_taskattempt SET finished_at = %(attempt_finished_at)s, latency_ms = %(latency_ms)s,
+        first_token_ms = %(first_token_ms)s, http_status = %(http_status)s, error_code = '',
+        error_message = ''
+    WHERE id = %(attempt)s
+    RETURNING 1
+),
+breaker_close AS (
+    UPDATE tasks_channel SET circuit_state = 'closed', circuit_open_until = NULL, circuit_reason = '',
+        circuit_changed_at = %(finished_at)s
+    WHERE id = %(channel)s AND circuit_state <> 'closed'
+    RETURNING 1
+)"""
+NOTIFY = "SELECT pg_notify(%(events)s, id)::text FROM settled"  # sent when the statement commits
+# Composed of constants only: every value is a bound parameter.
+SETTLE = f"{SETTLED}, {CREDITS_SETTLE}, {LIMITS_SETTLE}\n{NOTIFY}"
+SETTLE_SUCCESS = f"{SETTLED}, {CREDITS_SETTLE}, {LIMITS_SETTLE}, {SUCCEEDED}\n{NOTIFY}"
+
+
 def task_finish(
     task: Task,
     *,
@@ -69,39 +114,58 @@ def task_finish(
     usage: dict | None = None,
     delivered_tokens: int = 0,
     channel: Channel | None = None,
-) -> None:
-    """Settle credits and store the outcome in one transaction, then tell the web processes.
+    attempt: TaskAttempt | None = None,
+) -> bool:
+    """Settle credits, store the outcome and tell the web processes, in one statement (one round trip,
+    one transaction). With `attempt` (a successful call, its end filled in), the same statement records
+    it and closes its channel's breaker. True if this call settled the task.
 
-    The row lock and the finished check make this safe to call twice (a redelivered job)."""
-    with transaction.atomic():
-        # Lock the task row only: locking the shared price row too would deadlock with admissions.
-        task = Task.objects.select_for_update(of=("self",)).select_related("price").get(pk=task.pk)
-        if task.is_finished:
-            return
-        cost, basis, tokens = task_charge(task, usage=usage, delivered_tokens=delivered_tokens)
-        if result is not None and usage is None:
-            # A stream that ended without reporting usage: show what it was charged for.
-            input_tokens = tokens - delivered_tokens
-            result["usage"] = {
-                "prompt_tokens": input_tokens,
-                "completion_tokens": delivered_tokens,
-                "total_tokens": tokens,
-            }
-        credits_settle(task=task, cost=cost, basis=basis)
-        limits_settle(task=task, tokens=tokens)
-        task.status = status
-        task.progress = 100
-        task.result = result
-        task.error_code, task.error_message = error or ("", "")
-        task.finished_at = timezone.now()
-        task.channel = channel
-        task.save()
-        task_notify(task.id)
+    The gate (the conditional update of the task row, which waits for its row lock) makes this safe to
+    call twice (a redelivered job): the second call finds the task finished and changes nothing."""
+    cost, basis, tokens = task_charge(task, usage=usage, delivered_tokens=delivered_tokens)
+    if result is not None and usage is None:
+        # A stream that ended without reporting usage: show what it was charged for.
+        input_tokens = tokens - delivered_tokens
+        result["usage"] = {
+            "prompt_tokens": input_tokens,
+            "completion_tokens": delivered_tokens,
+            "total_tokens": tokens,
+        }
+    error_code, error_message = error or ("", "")
+    finished_at = timezone.now()
+    params = credits_settle(task=task, cost=cost, basis=basis) | limits_settle(tokens=tokens)
+    params |= {
+        "task": task.pk,
+        "status": status,
+        "result": None if result is None else json.dumps(result),
+        "error_code": error_code,
+        "error_message": error_message,
+        "finished_at": finished_at,
+        "channel": channel.pk if channel is not None else None,
+        "events": EVENTS,
+    }
+    if attempt is not None:
+        params |= {
+            "attempt": attempt.pk,
+            "attempt_finished_at": attempt.finished_at,
+            "latency_ms": attempt.latency_ms,
+            "first_token_ms": attempt.first_token_ms,
+            "http_status": attempt.http_status,
+        }
+    with connection.cursor() as cursor:
+        cursor.execute(SETTLE if attempt is None else SETTLE_SUCCESS, params)
+        settled = cursor.fetchone() is not None
+    if not settled:
+        return False
+    task.status, task.progress, task.result = status, 100, result
+    task.error_code, task.error_message, task.finished_at = error_code, error_message, finished_at
+    task.channel, task.credits_charged, task.charge_basis = channel, params["settle_cost"], basis
     logger.info(
         "task %s %s%s; charged %s credits (%s)",
         task.id,
         status,
-        f" ({task.error_code})" if error else "",
-        cost,
+        f" ({error_code})" if error else "",
+        task.credits_charged,
         basis,
     )
+    return True
