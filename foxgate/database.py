@@ -8,12 +8,14 @@ inter-process lock and stops the server when the last attached process exits.
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from django.db import connection
+from django.db import connection, models
+from django.db.models.expressions import DatabaseDefault
 from psycopg.conninfo import conninfo_to_dict
 
 EMBEDDED_DATABASE_NAME = "foxgate"
@@ -77,6 +79,37 @@ def direct_conninfo() -> dict[str, Any]:
     return {k: v for k, v in params.items() if v} | {
         k: v for k, v in db["OPTIONS"].items() if k not in ("pool", "server_side_binding")
     }
+
+
+def insert_select(
+    instance: models.Model, *, source: str, expressions: dict[str, str] | None = None
+) -> tuple[str, list[Any]]:
+    """SQL and parameters that insert `instance` once for each row of `source` (a CTE's name): how one
+    statement inserts rows only if an earlier part of it (a conditional UPDATE) succeeded.
+
+    Columns come from the model, so a field added later is inserted too; `expressions` replaces a
+    column's value with SQL (a subquery on another CTE, the database's `now()`). Each value is cast to
+    its column's type without length or precision (`varchar`, `numeric`): a SELECT list has no target
+    type to infer, and an explicit `varchar(64)` would silently truncate where the assignment refuses
+    a value that is too long, as an ORM insert does. Primary keys and database defaults left to the
+    database are not listed."""
+    expressions = expressions or {}
+    columns, values, params = [], [], []
+    for field in instance._meta.local_concrete_fields:
+        value = field.pre_save(instance, add=True)
+        if field.column not in expressions and (
+            isinstance(value, DatabaseDefault) or (field.primary_key and value is None)
+        ):
+            continue
+        columns.append(connection.ops.quote_name(field.column))
+        if field.column in expressions:
+            values.append(expressions[field.column])
+            continue
+        values.append(f"%s::{re.sub(r'[(].*', '', field.db_type(connection))}")
+        params.append(field.get_db_prep_save(value, connection))
+    table = connection.ops.quote_name(instance._meta.db_table)
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {source}"  # noqa: S608
+    return sql, params
 
 
 def embedded_conninfo(data_dir: Path) -> dict[str, Any]:
