@@ -37,7 +37,7 @@ def database_settings(
     params.setdefault("connect_timeout", CONNECT_TIMEOUT)
     name = params.pop("dbname", None) or "postgres"
     entry: dict[str, Any] = {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "foxgate.backend",  # Django's, with a pool check that costs no round trip
         "NAME": name,
         "USER": params.pop("user", ""),
         "PASSWORD": params.pop("password", ""),
@@ -48,9 +48,10 @@ def database_settings(
         # connections pile up until PostgreSQL refuses clients (measured: bench/submit.py hit "too many
         # clients"). The pool is how a web process reuses connections.
         "CONN_MAX_AGE": 0,
-        # A pooled connection is checked before it is handed out: after a database restart the pool
-        # holds only dead ones, and each would otherwise fail one request.
-        "CONN_HEALTH_CHECKS": True,
+        # A connection is checked before it is reused: after a database restart only dead ones are left,
+        # and each would otherwise fail one request. A pooled one by foxgate.backend, from its socket;
+        # Django's own check (a query) is for the persistent connections of the worker cluster.
+        "CONN_HEALTH_CHECKS": not pool_size,
         "TEST": {"NAME": f"test_{name}"},
     }
     if pool_size:
