@@ -1,5 +1,6 @@
 """Workflows of a task: admission in the web tier, execution in the worker cluster."""
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -7,8 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import Case, Exists, OuterRef, Value, When
+from django.db import connection, models, transaction
 from django.utils import timezone
 from django_q import humanhash
 from django_q.conf import Conf
@@ -143,21 +143,50 @@ def price_current(*, name: str, group: str, tenant: Tenant) -> Price | None:
     latest price of the tenant's group, else the latest price for every group.
 
     Annotated with `tenant_has_overrides` and `channel_closed` (an enabled channel with a closed
-    breaker serves the model, so routing's channels_available would list it)."""
-    return (
-        Price.objects.select_related("model")
-        .annotate(
-            tenant_has_overrides=Exists(ModelRuleOverride.objects.for_tenant(tenant)),
-            channel_closed=Exists(
-                Channel.objects.filter(
-                    served_models=OuterRef("model"), enabled=True, circuit_state=Channel.Circuit.CLOSED
-                )
-            ),
-        )
-        .filter(model__name=name, model__enabled=True, group__in=[group, ""])
-        .order_by(Case(When(group="", then=Value(1)), default=Value(0)), "-version")
-        .first()
-    )
+    breaker serves the model, so routing's channels_available would list it). The statement is written
+    once per process: building it with the ORM cost more CPU than the rest of the admission (~3 ms per
+    submit on the benchmark machine, bench/results/admit.md)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_price_current_sql(), [tenant.pk, Channel.Circuit.CLOSED, name, group])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    price_fields, model_fields = Price._meta.concrete_fields, Model._meta.concrete_fields
+    price = _from_row(Price, price_fields, row[: len(price_fields)])
+    price.model = _from_row(Model, model_fields, row[len(price_fields) : -2])
+    price.tenant_has_overrides, price.channel_closed = row[-2:]
+    return price
+
+
+@functools.cache
+def _price_current_sql() -> str:
+    def columns(model: type[models.Model], alias: str) -> str:
+        return ", ".join(f"{alias}.{quote(field.column)}" for field in model._meta.concrete_fields)
+
+    quote = connection.ops.quote_name
+    served = Channel.served_models.through._meta
+    return f"""
+        SELECT {columns(Price, "p")}, {columns(Model, "m")},
+            EXISTS (SELECT FROM {ModelRuleOverride._meta.db_table} WHERE tenant_id = %s),
+            EXISTS (
+                SELECT FROM {served.db_table} s JOIN {Channel._meta.db_table} c
+                    ON c.id = s.{served.get_field("channel").column}
+                WHERE s.{served.get_field("model").column} = m.id AND c.enabled AND c.circuit_state = %s
+            )
+        FROM {Price._meta.db_table} p JOIN {Model._meta.db_table} m ON m.id = p.model_id
+        WHERE m.name = %s AND m.enabled AND p.{quote("group")} IN (%s, '')
+        ORDER BY p.{quote("group")} = '', p.version DESC
+        LIMIT 1
+    """  # noqa: S608 - names from the models' metadata
+
+
+def _from_row(model: type[models.Model], fields: list[Any], values: tuple[Any, ...]) -> Any:
+    """A model instance from its columns as the database returned them, converted as the ORM would."""
+    converted = [
+        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
+        for field, value in zip(fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, [field.attname for field in fields], converted)
 
 
 def model_resolve(
