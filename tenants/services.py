@@ -5,7 +5,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from django.db import IntegrityError, connection, models, transaction
@@ -25,6 +25,9 @@ from tenants.models import (
     Spending,
     Tenant,
 )
+
+if TYPE_CHECKING:
+    from tasks.models import Task
 
 
 @dataclass(frozen=True)
@@ -403,7 +406,7 @@ HOLD_ATTEMPTS = 3  # a refusal that a re-read cannot explain (room freed meanwhi
 Alongside = tuple[models.Model, dict[str, str]]
 
 
-def credits_hold(*, task: models.Model, alongside: Sequence[Alongside] = ()) -> None:
+def credits_hold(*, task: "Task", alongside: Sequence[Alongside] = ()) -> None:
     """Insert the task with its worst-case cost set aside on its tenant and its key, its HOLD ledger line
     and the `alongside` rows (its queue job), all in one statement; or refuse with 402 and write nothing.
 
@@ -424,7 +427,7 @@ def credits_hold(*, task: models.Model, alongside: Sequence[Alongside] = ()) -> 
         if refusal is not None:
             raise refusal
     raise InsufficientQuota(
-        f"Insufficient balance: this request may cost up to {task.credits_reserved} credits."  # type: ignore[attr-defined]
+        f"Insufficient balance: this request may cost up to {task.credits_reserved} credits."
     )
 
 
@@ -447,9 +450,9 @@ HOLD = """
 """
 
 
-def _hold_statement(task: models.Model, alongside: Sequence[Alongside]) -> tuple[str, list[Any]]:
-    amount = task.credits_reserved  # type: ignore[attr-defined]
-    tenant_id, key_id = task.tenant_id, task.api_key_id  # type: ignore[attr-defined]
+def _hold_statement(task: "Task", alongside: Sequence[Alongside]) -> tuple[str, list[Any]]:
+    amount = task.credits_reserved
+    tenant_id, key_id = task.tenant_id, task.api_key_id
     params: list[Any] = [amount, tenant_id, amount, amount, amount, key_id, amount]
     task_sql, task_params = insert_select(
         task, source="tenant_hold", expressions={"api_key_id": "(SELECT id FROM key_hold)"}
@@ -459,7 +462,7 @@ def _hold_statement(task: models.Model, alongside: Sequence[Alongside]) -> tuple
         tenant_id=tenant_id,
         api_key_id=key_id,
         task_id=task.pk,
-        price_id=task.price_id,  # type: ignore[attr-defined]
+        price_id=task.price_id,
         kind=LedgerEntry.Kind.HOLD,
         held_change=amount,
     )
@@ -491,11 +494,11 @@ def _count_one(sql: str, params: list[Any]) -> bool:
         return cursor.fetchone()[0] == 1
 
 
-def _hold_refusal(task: models.Model) -> InsufficientQuota | None:
+def _hold_refusal(task: "Task") -> InsufficientQuota | None:
     """Why a hold found no room, from the tenant and the key as they are now (the rare path: one read);
     None when both have room again, since a concurrent settlement freed some."""
-    amount = task.credits_reserved  # type: ignore[attr-defined]
-    tenant = Tenant.objects.get(pk=task.tenant_id)  # type: ignore[attr-defined]
+    amount = task.credits_reserved
+    tenant = Tenant.objects.get(pk=task.tenant_id)
     if tenant.balance < tenant.held + amount:
         return InsufficientQuota(
             f"Insufficient balance: this request may cost up to {amount} credits and the tenant has "
@@ -507,7 +510,7 @@ def _hold_refusal(task: models.Model) -> InsufficientQuota | None:
             f"for a request that may cost up to {amount}.",
             code="budget_exceeded",
         )
-    key = ApiKey.objects.get(pk=task.api_key_id)  # type: ignore[attr-defined]
+    key = ApiKey.objects.get(pk=task.api_key_id)
     if key.budget is not None and key.budget < key.period_spend + key.held + amount:
         return InsufficientQuota(
             f"This key's {ADJECTIVES[key.budget_period]} budget of {key.budget} credits has no room "
