@@ -8,12 +8,14 @@ inter-process lock and stops the server when the last attached process exits.
 
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from django.db import connection
+from django.db import connection, models
+from django.db.models.expressions import DatabaseDefault
 from psycopg.conninfo import conninfo_to_dict
 
 EMBEDDED_DATABASE_NAME = "foxgate"
@@ -35,7 +37,7 @@ def database_settings(
     params.setdefault("connect_timeout", CONNECT_TIMEOUT)
     name = params.pop("dbname", None) or "postgres"
     entry: dict[str, Any] = {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "foxgate.backend",  # Django's, with a pool check that costs no round trip
         "NAME": name,
         "USER": params.pop("user", ""),
         "PASSWORD": params.pop("password", ""),
@@ -46,9 +48,10 @@ def database_settings(
         # connections pile up until PostgreSQL refuses clients (measured: bench/submit.py hit "too many
         # clients"). The pool is how a web process reuses connections.
         "CONN_MAX_AGE": 0,
-        # A pooled connection is checked before it is handed out: after a database restart the pool
-        # holds only dead ones, and each would otherwise fail one request.
-        "CONN_HEALTH_CHECKS": True,
+        # A connection is checked before it is reused: after a database restart only dead ones are left,
+        # and each would otherwise fail one request. A pooled one by foxgate.backend, from its socket;
+        # Django's own check (a query) is for the persistent connections of the worker cluster.
+        "CONN_HEALTH_CHECKS": not pool_size,
         "TEST": {"NAME": f"test_{name}"},
     }
     if pool_size:
@@ -77,6 +80,37 @@ def direct_conninfo() -> dict[str, Any]:
     return {k: v for k, v in params.items() if v} | {
         k: v for k, v in db["OPTIONS"].items() if k not in ("pool", "server_side_binding")
     }
+
+
+def insert_select(
+    instance: models.Model, *, source: str, expressions: dict[str, str] | None = None
+) -> tuple[str, list[Any]]:
+    """SQL and parameters that insert `instance` once for each row of `source` (a CTE's name): how one
+    statement inserts rows only if an earlier part of it (a conditional UPDATE) succeeded.
+
+    Columns come from the model, so a field added later is inserted too; `expressions` replaces a
+    column's value with SQL (a subquery on another CTE, the database's `now()`). Each value is cast to
+    its column's type without length or precision (`varchar`, `numeric`): a SELECT list has no target
+    type to infer, and an explicit `varchar(64)` would silently truncate where the assignment refuses
+    a value that is too long, as an ORM insert does. Primary keys and database defaults left to the
+    database are not listed."""
+    expressions = expressions or {}
+    columns, values, params = [], [], []
+    for field in instance._meta.local_concrete_fields:
+        value = field.pre_save(instance, add=True)
+        if field.column not in expressions and (
+            isinstance(value, DatabaseDefault) or (field.primary_key and value is None)
+        ):
+            continue
+        columns.append(connection.ops.quote_name(field.column))
+        if field.column in expressions:
+            values.append(expressions[field.column])
+            continue
+        values.append(f"%s::{re.sub(r'[(].*', '', field.db_type(connection))}")
+        params.append(field.get_db_prep_save(value, connection))
+    table = connection.ops.quote_name(instance._meta.db_table)
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {source}"  # noqa: S608
+    return sql, params
 
 
 def embedded_conninfo(data_dir: Path) -> dict[str, Any]:

@@ -6,8 +6,10 @@ it fits PostgreSQL's 8000-byte payload limit, so waiting clients get it from mem
 
 Each web process holds one LISTEN connection (per event loop) and fans notifications out in memory to its
 subscriptions: sync requests and SSE clients. No waiter relies on a notification alone: each re-reads the
-database after subscribing, whenever it sees a gap, and at a slow safety interval, so a notification lost
-to a dropped connection delays it but never hangs it or loses a chunk.
+database after subscribing (unless it subscribed before the task existed, with the listener listening:
+then nothing about the task can have gone unheard), whenever it sees a gap or the listener reconnects, and
+at a slow safety interval, so a notification lost to a dropped connection delays it but never hangs it or
+loses a chunk.
 """
 
 import asyncio
@@ -31,12 +33,6 @@ CONNECT_WAIT_SECONDS = 2.0
 PAYLOAD_LIMIT = 7900  # bytes; PostgreSQL refuses notification payloads of 8000 or more
 
 
-def task_notify(task_id: str) -> None:
-    """Tell every web process that the task's state changed; delivered when the transaction commits."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, task_id])
-
-
 def chunk_payload(task_id: str, seq: int, data: str) -> str:
     """The notification for a stored chunk: with the chunk itself when it fits."""
     payload = f"{task_id} {seq} {data}"
@@ -55,11 +51,14 @@ async def release_connection() -> None:
     holding one per waiting client would exhaust the pool at a few dozen clients (measured: bench/stream.py
     delays jumped from 2 ms to 600 ms past the pool size). The ORM runs this request's queries in one
     thread, and closing there returns the connection; the next query takes one again."""
-    await sync_to_async(_close_connection)()
+    await sync_to_async(connection_release)()
 
 
-def _close_connection() -> None:
-    connection.close()  # resolved in the ORM's thread: `connection` is that thread's own
+def connection_release() -> None:
+    """The sync half of release_connection, for a thread hop that ends with it. `connection` is resolved
+    in the ORM's thread, so it is that thread's own; one inside a transaction (a test's) stays with it."""
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 class Subscription:
@@ -127,16 +126,24 @@ class Listener:
                 subscription.missed_something()
 
     @asynccontextmanager
-    async def subscribe(self, task_id: str) -> AsyncIterator[Subscription]:
+    async def subscribe(self, task_id: str, *, wait: bool = True) -> AsyncIterator[Subscription]:
+        """Hear the task's events from now on. A subscription taken while the listener is not listening
+        starts as `changed` (what it has not heard yet must be read). With `wait`, first give a listener
+        that is still connecting a moment: a stream is better served by it than by re-reads. A waiter
+        that subscribes before the task exists (a sync request, before its admission commits) passes
+        wait=False: it can miss nothing, and the listener's connecting wakes it anyway."""
         subscription = Subscription()
         self.subscriptions[task_id].add(subscription)
         try:
             # Listen before the caller's first read, so nothing between that read and now is missed.
             # If the database is unreachable the caller still re-reads at its safety interval.
-            try:
-                await asyncio.wait_for(self.listening.wait(), CONNECT_WAIT_SECONDS)
-            except TimeoutError:
-                logger.warning("task event listener not connected; waiting on re-reads only")
+            if wait and not self.listening.is_set():
+                try:
+                    await asyncio.wait_for(self.listening.wait(), CONNECT_WAIT_SECONDS)
+                except TimeoutError:
+                    logger.warning("task event listener not connected; waiting on re-reads only")
+            if not self.listening.is_set():
+                subscription.missed_something()
             yield subscription
         finally:
             self.subscriptions[task_id].discard(subscription)

@@ -4,8 +4,10 @@ import asyncio
 import contextlib
 from typing import Any
 
+from asgiref.sync import sync_to_async
+
 from foxgate.errors import NotFound
-from tasks.events import listener, release_connection
+from tasks.events import Subscription, connection_release
 from tasks.model_rules import ModelRules, rules_for
 from tasks.models import Model, Task
 from tenants.models import ApiKey, ModelRuleOverride, Tenant
@@ -58,24 +60,39 @@ def task_get(*, tenant: Tenant, task_id: str) -> Task:
     return task
 
 
-async def task_wait(*, task_id: str, timeout: float) -> Task:
+async def task_wait(*, task_id: str, heard: Subscription, timeout: float) -> Task:
     """The task once it has finished, or as it stands after `timeout` seconds.
 
-    Woken by the process's task listener; the database is read after subscribing, on every wake-up
-    and every RECHECK_SECONDS, so a lost notification costs a few seconds, never a hang."""
+    `heard` subscribed to the task's events before the task was committed, so while the listener stays
+    connected no notification of it can be missed, and the task is read only when one arrives. It is
+    read at once as well if the listener was not listening then, whenever the listener says it may have
+    missed something, and every RECHECK_SECONDS: a lost notification costs a few seconds, never a hang."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    async with listener().subscribe(task_id) as heard:
-        while True:
-            heard.wake.clear()
+    must_read = heard.changed
+    while True:
+        if must_read:
+            heard.changed = False
             heard.chunks.clear()  # a sync waiter wants the end, not the chunks
-            task = await Task.objects.aget(pk=task_id)
-            await release_connection()
-            remaining = deadline - loop.time()
-            if task.is_finished or remaining <= 0:
+            task = await sync_to_async(task_outcome)(task_id=task_id)
+            if task.is_finished or deadline - loop.time() <= 0:
                 return task
+        heard.wake.clear()
+        if not heard.changed:  # else it was announced while we read: read again at once
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(heard.wake.wait(), min(RECHECK_SECONDS, remaining))
+                await asyncio.wait_for(
+                    heard.wake.wait(), min(RECHECK_SECONDS, max(0, deadline - loop.time()))
+                )
+        must_read = True  # woken, or the safety interval or the deadline passed
+
+
+def task_outcome(*, task_id: str) -> Task:
+    """What a sync answer needs of a task (its state, result and error), and the connection back to the
+    pool in the same thread hop: the waiter may wait minutes more, and must not hold one meanwhile."""
+    try:
+        return Task.objects.only("status", "result", "error_code", "error_message").get(pk=task_id)
+    finally:
+        connection_release()
 
 
 def task_as_api(task: Task) -> dict[str, Any]:

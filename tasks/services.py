@@ -1,5 +1,6 @@
 """Workflows of a task: admission in the web tier, execution in the worker cluster."""
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -7,22 +8,26 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import Case, Exists, OuterRef, Value, When
+from django.db import connection, models, transaction
 from django.utils import timezone
-from django_q.tasks import async_task
+from django_q import humanhash
+from django_q.conf import Conf
+from django_q.models import OrmQ
+from django_q.signals import pre_enqueue
+from django_q.signing import SignedPackage
 
 from foxgate.errors import InvalidParam, PermissionDenied, ServiceUnavailable
 from tasks.model_rules import default_capabilities, rules_check
-from tasks.models import Channel, Model, Price, Task, TaskAttempt
+from tasks.models import Channel, Model, Price, Task, TaskAttempt, new_task_id
 from tasks.routing import channels_available
 from tasks.selectors import is_disabled, model_rules
 from tasks.serializers import messages_from
-from tenants.limits import limits_admit, limits_record
+from tenants.limits import limits_admit, limits_apply, limits_record
 from tenants.models import ApiKey, ModelRuleOverride, Tenant
 from tenants.services import (
     SYSTEM,
     Actor,
+    Alongside,
     audit_record,
     credits_hold,
     refuse_unknown,
@@ -42,9 +47,12 @@ class Admitted:
     headers: dict[str, str]  # X-RateLimit-* for the caller
 
 
-def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Admitted:
+def task_submit(*, api_key: ApiKey, validated: dict[str, Any], task_id: str | None = None) -> Admitted:
     """Admit a validated request: resolve its model and price, apply the model's rules, check the limits,
     hold credits, insert the task and enqueue it. Nothing is written unless all of that succeeds.
+
+    `task_id` is the id to give the task (a sync request listens for its events before it exists);
+    a new one by default.
 
     The key must still be usable (ApiKey.refusal): the API checked it when it authenticated, and any other
     caller (the admin's retry) gets the same answer here."""
@@ -85,32 +93,49 @@ def task_submit(*, api_key: ApiKey, validated: dict[str, Any]) -> Admitted:
     input_tokens = estimate_input_tokens(request["messages"])
     request["output_cap"] = rules.max_output_tokens or model.output_cap
     worst_case_output = request["max_tokens"] or request["output_cap"]
-    reserved = price.cost(input_tokens=input_tokens, output_tokens=worst_case_output)
+    task = Task(
+        id=task_id or new_task_id(),
+        tenant=tenant,
+        api_key=api_key,
+        model=validated["model"],
+        catalog_model=model,
+        price=price,
+        protocol=validated["protocol"],
+        request=request,
+        stream=validated["stream"],
+        sync=validated["sync"],
+        user_group=tenant.group,
+        credits_reserved=price.cost(input_tokens=input_tokens, output_tokens=worst_case_output),
+    )
+    # The queue row is inserted with the task (foxgate/broker.py), not after it commits: a crash between
+    # the commit and an on_commit enqueue would leave a task no job will ever run.
+    job = job_row("tasks.jobs.task_run", task.id, task_name=task.id)
+    if not limits_apply(api_key=api_key):
+        # The common case: one statement, committed on its own (tenants.services.credits_hold).
+        credits_hold(task=task, alongside=[job])
+        return Admitted(task=task, headers={})
     # Per-minute token limits count what the caller asked for; settlement corrects it to actual usage.
     limit_tokens = input_tokens + (request["max_tokens"] or 0)
     with transaction.atomic():
         headers = limits_admit(api_key=api_key, tokens=limit_tokens)
-        task = Task.objects.create(
-            tenant=tenant,
-            api_key=api_key,
-            model=validated["model"],
-            catalog_model=model,
-            price=price,
-            protocol=validated["protocol"],
-            request=request,
-            stream=validated["stream"],
-            sync=validated["sync"],
-            user_group=tenant.group,
-            credits_reserved=reserved,
-        )
+        credits_hold(task=task, alongside=[job])
         limits_record(api_key=api_key, task=task, tokens=limit_tokens)
-        # The queue row is written in this transaction (foxgate/broker.py), not after it commits: a crash
-        # between the commit and an on_commit enqueue would leave a task no job will ever run.
-        async_task("tasks.jobs.task_run", task.id, task_name=task.id)
-        # Last before COMMIT: the hold locks the tenant's row, and every other submit of the tenant waits
-        # on that lock until this transaction ends (the profile's main wait under load).
-        credits_hold(task=task)
     return Admitted(task=task, headers=headers)
+
+
+def job_row(func: str, *args: Any, task_name: str) -> Alongside:
+    """The queue row django_q.tasks.async_task would insert for the job, unsaved, so that admission can
+    insert it in its own statement: the same signed package, under the cluster's queue name. Its lock is
+    the database's now(), as the broker's claims compare it with that clock."""
+    _, job_id = humanhash.uuid()
+    package: dict[str, Any] = {"id": job_id, "name": task_name, "func": func, "args": args}
+    if Conf.CACHED:
+        package["cached"] = Conf.CACHED
+    if Conf.ACK_FAILURES:
+        package["ack_failure"] = Conf.ACK_FAILURES
+    package |= {"kwargs": {}, "started": timezone.now()}
+    pre_enqueue.send(sender="django_q", task=package)
+    return OrmQ(key=Conf.CLUSTER_NAME, payload=SignedPackage.dumps(package)), {"lock": "now()"}
 
 
 def price_current(*, name: str, group: str, tenant: Tenant) -> Price | None:
@@ -118,21 +143,50 @@ def price_current(*, name: str, group: str, tenant: Tenant) -> Price | None:
     latest price of the tenant's group, else the latest price for every group.
 
     Annotated with `tenant_has_overrides` and `channel_closed` (an enabled channel with a closed
-    breaker serves the model, so routing's channels_available would list it)."""
-    return (
-        Price.objects.select_related("model")
-        .annotate(
-            tenant_has_overrides=Exists(ModelRuleOverride.objects.for_tenant(tenant)),
-            channel_closed=Exists(
-                Channel.objects.filter(
-                    served_models=OuterRef("model"), enabled=True, circuit_state=Channel.Circuit.CLOSED
-                )
-            ),
-        )
-        .filter(model__name=name, model__enabled=True, group__in=[group, ""])
-        .order_by(Case(When(group="", then=Value(1)), default=Value(0)), "-version")
-        .first()
-    )
+    breaker serves the model, so routing's channels_available would list it). The statement is written
+    once per process: building it with the ORM cost more CPU than the rest of the admission (~3 ms per
+    submit on the benchmark machine, bench/results/admit.md)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_price_current_sql(), [tenant.pk, Channel.Circuit.CLOSED, name, group])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    price_fields, model_fields = Price._meta.concrete_fields, Model._meta.concrete_fields
+    price = _from_row(Price, price_fields, row[: len(price_fields)])
+    price.model = _from_row(Model, model_fields, row[len(price_fields) : -2])
+    price.tenant_has_overrides, price.channel_closed = row[-2:]
+    return price
+
+
+@functools.cache
+def _price_current_sql() -> str:
+    def columns(model: type[models.Model], alias: str) -> str:
+        return ", ".join(f"{alias}.{quote(field.column)}" for field in model._meta.concrete_fields)
+
+    quote = connection.ops.quote_name
+    served = Channel.served_models.through._meta
+    return f"""
+        SELECT {columns(Price, "p")}, {columns(Model, "m")},
+            EXISTS (SELECT FROM {ModelRuleOverride._meta.db_table} WHERE tenant_id = %s),
+            EXISTS (
+                SELECT FROM {served.db_table} s JOIN {Channel._meta.db_table} c
+                    ON c.id = s.{served.get_field("channel").column}
+                WHERE s.{served.get_field("model").column} = m.id AND c.enabled AND c.circuit_state = %s
+            )
+        FROM {Price._meta.db_table} p JOIN {Model._meta.db_table} m ON m.id = p.model_id
+        WHERE m.name = %s AND m.enabled AND p.{quote("group")} IN (%s, '')
+        ORDER BY p.{quote("group")} = '', p.version DESC
+        LIMIT 1
+    """  # noqa: S608 - names from the models' metadata
+
+
+def _from_row(model: type[models.Model], fields: list[Any], values: tuple[Any, ...]) -> Any:
+    """A model instance from its columns as the database returned them, converted as the ORM would."""
+    converted = [
+        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
+        for field, value in zip(fields, values, strict=True)
+    ]
+    return model.from_db(connection.alias, [field.attname for field in fields], converted)
 
 
 def model_resolve(

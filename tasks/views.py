@@ -2,11 +2,12 @@
 every failure is raised and turned into the error envelope by foxgate.errors."""
 
 import re
+from typing import Any
 
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -22,10 +23,11 @@ from rest_framework.views import APIView
 
 from foxgate.errors import InvalidParam, NotFound, StillRunning, TaskFailed
 from tasks import schema
-from tasks.models import Task
+from tasks.events import connection_release, listener
+from tasks.models import Task, new_task_id
 from tasks.selectors import models_available, task_as_api, task_get, task_wait
 from tasks.serializers import GenerationRequestSerializer
-from tasks.services import task_submit
+from tasks.services import Admitted, task_submit
 from tasks.streaming import EventStreamRenderer, stream_check, task_events
 from tenants.selectors import credits_summary
 
@@ -104,18 +106,20 @@ class GenerationCreateApi(AsyncAPIView):
         },
     )
     async def post(self, request: Request) -> Response:
-        serializer = GenerationRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        admitted = await sync_to_async(task_submit)(api_key=request.user, validated=serializer.validated_data)
-        task = admitted.task
-        headers = {"X-Task-Id": task.id, **admitted.headers}
-        if not task.sync:
-            return Response(task_as_api(task), headers=headers)
-        if task.stream:
-            return event_stream(task.id, offset=0, headers=headers)
-        # The task runs in the worker cluster whatever happens here: if this client goes away, the
-        # wait is cancelled and the result stays available from GET /v1/tasks/{id}.
-        task = await task_wait(task_id=task.id, timeout=settings.SYNC_WAIT_SECONDS)
+        # The id is made here, and its events listened for, before the task exists: a sync request then
+        # cannot miss its task's end, and needs no read until it is announced.
+        task_id = new_task_id()
+        async with listener().subscribe(task_id, wait=False) as heard:
+            admitted = await sync_to_async(self.admit)(request, task_id)
+            task = admitted.task
+            headers = {"X-Task-Id": task.id, **admitted.headers}
+            if not task.sync:
+                return Response(task_as_api(task), headers=headers)
+            if task.stream:
+                return event_stream(task.id, offset=0, headers=headers)
+            # The task runs in the worker cluster whatever happens here: if this client goes away, the
+            # wait is cancelled and the result stays available from GET /v1/tasks/{id}.
+            task = await task_wait(task_id=task.id, heard=heard, timeout=settings.SYNC_WAIT_SECONDS)
         if task.status == Task.Status.COMPLETED:
             return Response(task.result, headers=headers)
         error = (
@@ -130,6 +134,32 @@ class GenerationCreateApi(AsyncAPIView):
         for header, value in headers.items():
             response[header] = value
         return response
+
+    async def async_dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """adrf's dispatch without its thread hop for `initial` on a POST: `admit` runs it in the
+        admission's own hop."""
+        if request.method != "POST":
+            return await super().async_dispatch(request, *args, **kwargs)
+        self.args, self.kwargs = args, kwargs
+        request = self.request = self.initialize_request(request, *args, **kwargs)
+        self.headers = self.default_response_headers
+        try:
+            response = await self.post(request)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        self.response = self.finalize_response(request, response, *args, **kwargs)
+        return self.response
+
+    def admit(self, request: Request, task_id: str) -> Admitted:
+        """Authentication, validation and admission in one thread hop, the connection back in the pool
+        at its end (a sync request then waits without one)."""
+        try:
+            self.initial(request)
+            serializer = GenerationRequestSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            return task_submit(api_key=request.user, validated=serializer.validated_data, task_id=task_id)
+        finally:
+            connection_release()
 
 
 class GenerationStreamApi(AsyncAPIView):

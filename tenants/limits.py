@@ -45,6 +45,15 @@ def scopes_of(api_key: ApiKey) -> list[Scope]:
     ]
 
 
+def limits_apply(*, api_key: ApiKey) -> bool:
+    """Whether the key or its tenant has a limit that admission must check (in a transaction)."""
+    return any(_limited(scope.owner) for scope in scopes_of(api_key))
+
+
+def _limited(limits: Spending) -> bool:
+    return limits.rpm is not None or limits.tpm is not None or limits.max_concurrency is not None
+
+
 def limits_admit(*, api_key: ApiKey, tokens: int) -> dict[str, str]:
     """Check every limit of the key and its tenant for one more request of `tokens` tokens, or raise 429.
 
@@ -54,7 +63,7 @@ def limits_admit(*, api_key: ApiKey, tokens: int) -> dict[str, str]:
     with connection.cursor() as cursor:
         for scope in scopes_of(api_key):
             limits = scope.owner
-            if limits.rpm is None and limits.tpm is None and limits.max_concurrency is None:
+            if not _limited(limits):
                 continue
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [scope.name])
             if limits.max_concurrency is not None:

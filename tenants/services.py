@@ -1,16 +1,18 @@
 """Writes on tenants, keys and credits. Every credit movement goes through here and leaves a ledger line;
 every change to keys, limits, budgets and balances leaves an audit event."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from django.db import models, transaction
-from django.db.models import F, Q
+import psycopg
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import F
 from django.utils import timezone
 
+from foxgate.database import insert_select
 from foxgate.errors import InsufficientQuota
 from tenants.models import (
     CREDITS,
@@ -24,6 +26,9 @@ from tenants.models import (
     Spending,
     Tenant,
 )
+
+if TYPE_CHECKING:
+    from tasks.models import Task
 
 
 @dataclass(frozen=True)
@@ -396,49 +401,124 @@ def credits_topup(*, tenant: Tenant, amount: Decimal, memo: str = "", actor: Act
 ADJECTIVES = {Spending.Period.DAY: "daily", Spending.Period.MONTH: "monthly"}
 
 
-def _fits_budget(amount: Decimal) -> Q:
-    """Rows whose budget (if any) still has room for `amount` beside what is spent and held."""
-    return Q(budget__isnull=True) | Q(budget__gte=F("period_spend") + F("held") + amount)
+HOLD_ATTEMPTS = 3  # a refusal that a re-read cannot explain (room freed meanwhile) is tried again
+
+# A row to insert with the task, and SQL for columns the database must fill (the queue lock's now()).
+Alongside = tuple[models.Model, dict[str, str]]
 
 
-def credits_hold(*, task) -> LedgerEntry:
-    """Set the task's worst-case cost aside on its tenant and its key, or refuse with 402.
+def credits_hold(*, task: "Task", alongside: Sequence[Alongside] = ()) -> None:
+    """Insert the task with its worst-case cost set aside on its tenant and its key, its HOLD ledger line
+    and the `alongside` rows (its queue job), all in one statement; or refuse with 402 and write nothing.
 
-    Each is one conditional UPDATE: the row changes only if the balance and budgets still have room, so
-    concurrent holds from any number of processes can never overdraw. Call inside the transaction that
-    inserts the task; a refusal rolls the whole admission back."""
+    The holds are the same conditional UPDATEs as ever (a row changes only if the balance and budgets
+    still have room), so concurrent holds from any number of processes can never overdraw; the inserts
+    happen only if both holds did. One statement is atomic on its own: outside a transaction it commits
+    by itself, one round trip for the whole admission, and the tenant's row is locked only while the
+    statement runs, not until a later COMMIT (the lock every submit of a tenant queued on). Inside one
+    (limits), it is part of the caller's transaction, behind a savepoint so that a refusal leaves that
+    transaction usable."""
+    sql, params = _hold_statement(task, alongside)
+    for _ in range(HOLD_ATTEMPTS):
+        if _hold_inserted(sql, params):
+            task._state.adding = False
+            task._state.db = connection.alias
+            return
+        refusal = _hold_refusal(task)
+        if refusal is not None:
+            raise refusal
+    raise InsufficientQuota(
+        f"Insufficient balance: this request may cost up to {task.credits_reserved} credits."
+    )
+
+
+# Lock order as everywhere else: the tenant's row, then the key's. The task's row names the key whose
+# hold succeeded, `(SELECT id FROM key_hold)`: when the tenant's hold succeeded and the key's did not (its
+# budget is full), that is NULL, and the NOT NULL column fails the whole statement, the tenant's hold with
+# it; a statement cannot otherwise take back the part of it that already ran.
+HOLD = """
+    WITH tenant_hold AS (
+        UPDATE tenants_tenant SET held = held + %s
+        WHERE id = %s AND balance >= held + %s AND (budget IS NULL OR budget >= period_spend + held + %s)
+        RETURNING id
+    ), key_hold AS (
+        UPDATE tenants_apikey SET held = held + %s
+        WHERE id = %s AND (budget IS NULL OR budget >= period_spend + held + %s)
+          AND EXISTS (SELECT FROM tenant_hold)
+        RETURNING id
+    ), task_row AS ({task} RETURNING 1){rows}
+    SELECT count(*) FROM task_row
+"""
+
+
+def _hold_statement(task: "Task", alongside: Sequence[Alongside]) -> tuple[str, list[Any]]:
     amount = task.credits_reserved
-    tenants = Tenant.objects.filter(pk=task.tenant_id)
-    if not tenants.filter(_fits_budget(amount), balance__gte=F("held") + amount).update(
-        held=F("held") + amount
-    ):
-        tenant = tenants.get()
-        if tenant.balance < tenant.held + amount:
-            raise InsufficientQuota(
-                f"Insufficient balance: this request may cost up to {amount} credits and the tenant has "
-                f"{tenant.available} available."
-            )
-        raise InsufficientQuota(
-            f"The tenant's {ADJECTIVES[tenant.budget_period]} budget of {tenant.budget} credits has no room "
-            f"for a request that may cost up to {amount}.",
-            code="budget_exceeded",
-        )
-    keys = ApiKey.objects.filter(pk=task.api_key_id)
-    if not keys.filter(_fits_budget(amount)).update(held=F("held") + amount):
-        key = keys.get()
-        raise InsufficientQuota(
-            f"This key's {ADJECTIVES[key.budget_period]} budget of {key.budget} credits has no room "
-            f"for a request that may cost up to {amount}.",
-            code="budget_exceeded",
-        )
-    return LedgerEntry.objects.create(
-        tenant_id=task.tenant_id,
-        api_key_id=task.api_key_id,
-        task=task,
+    tenant_id, key_id = task.tenant_id, task.api_key_id
+    params: list[Any] = [amount, tenant_id, amount, amount, amount, key_id, amount]
+    task_sql, task_params = insert_select(
+        task, source="tenant_hold", expressions={"api_key_id": "(SELECT id FROM key_hold)"}
+    )
+    params += task_params
+    line = LedgerEntry(
+        tenant_id=tenant_id,
+        api_key_id=key_id,
+        task_id=task.pk,
         price_id=task.price_id,
         kind=LedgerEntry.Kind.HOLD,
         held_change=amount,
     )
+    rows = ""
+    for number, (row, expressions) in enumerate([(line, {}), *alongside]):
+        row_sql, row_params = insert_select(row, source="task_row", expressions=expressions)
+        rows += f", row_{number} AS ({row_sql})"
+        params += row_params
+    return HOLD.format(task=task_sql, rows=rows), params
+
+
+def _hold_inserted(sql: str, params: list[Any]) -> bool:
+    """Run the hold statement: True if it inserted the task, False if a hold found no room."""
+    try:
+        if not connection.in_atomic_block:
+            return _count_one(sql, params)
+        with transaction.atomic():
+            return _count_one(sql, params)
+    except IntegrityError as error:
+        cause = error.__cause__
+        if isinstance(cause, psycopg.errors.NotNullViolation) and cause.diag.column_name == "api_key_id":
+            return False  # the tenant had room, the key's budget had not
+        raise
+
+
+def _count_one(sql: str, params: list[Any]) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0] == 1
+
+
+def _hold_refusal(task: "Task") -> InsufficientQuota | None:
+    """Why a hold found no room, from the tenant and the key as they are now (the rare path: one read);
+    None when both have room again, since a concurrent settlement freed some."""
+    amount = task.credits_reserved
+    tenant = Tenant.objects.get(pk=task.tenant_id)
+    if tenant.balance < tenant.held + amount:
+        return InsufficientQuota(
+            f"Insufficient balance: this request may cost up to {amount} credits and the tenant has "
+            f"{tenant.available} available."
+        )
+    if tenant.budget is not None and tenant.budget < tenant.period_spend + tenant.held + amount:
+        return InsufficientQuota(
+            f"The tenant's {ADJECTIVES[tenant.budget_period]} budget of {tenant.budget} credits has no room "
+            f"for a request that may cost up to {amount}.",
+            code="budget_exceeded",
+        )
+    key = ApiKey.objects.get(pk=task.api_key_id)
+    if key.budget is not None and key.budget < key.period_spend + key.held + amount:
+        return InsufficientQuota(
+            f"This key's {ADJECTIVES[key.budget_period]} budget of {key.budget} credits has no room "
+            f"for a request that may cost up to {amount}.",
+            code="budget_exceeded",
+        )
+    return None
 
 
 # Settlement of a task's hold, as CTEs of the settling statement (tasks/relay/settle.py), with the

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import OperationalError, connection, connections
+from django.db import connection, connections
 from django.db.models.functions import Now
 from django_q.conf import Conf
 from django_q.models import OrmQ
@@ -24,6 +24,7 @@ from django_q.signing import SignedPackage
 from django_q.tasks import async_task
 from psycopg.conninfo import make_conninfo
 
+import tasks.services
 from foxgate.broker import CHANNEL, PostgresBroker
 from foxgate.database import release_exited_processes
 from foxgate.fakes.openai import last_user_content
@@ -85,13 +86,17 @@ def test_a_submit_commits_its_job_with_its_task_not_after(
 def test_a_job_the_queue_refuses_admits_no_task_and_holds_no_credits(
     api, openai_channel, tenant, monkeypatch
 ):
-    def refused(self, task):
-        raise OperationalError("the database system is shutting down")
+    job_row = tasks.services.job_row
 
-    monkeypatch.setattr(PostgresBroker, "enqueue", refused)
+    def refused(*args, **kwargs):
+        # admission writes the queue row in its own statement: here the database refuses that row
+        row, _ = job_row(*args, **kwargs)
+        return row, {"lock": "now() + make_interval(secs => 1 / 0)"}
+
+    monkeypatch.setattr(tasks.services, "job_row", refused)
     ledger_lines = LedgerEntry.objects.count()
     response = api.post("/v1/llm/generations", {"model": "fake-model", "prompt": "x"}, format="json")
-    assert response.status_code == 503
+    assert response.status_code == 500
     assert not Task.objects.exists()  # no task that no job would ever run
     tenant.refresh_from_db()
     assert tenant.held == 0 and LedgerEntry.objects.count() == ledger_lines

@@ -1,10 +1,15 @@
-"""The embedded PostgreSQL: several processes starting it at once share one healthy server."""
+"""The embedded PostgreSQL: several processes starting it at once share one healthy server; and the
+connection check the web pool makes at checkout."""
 
 import subprocess
 import sys
 import textwrap
 
-from foxgate.database import database_settings
+import psycopg
+import pytest
+
+from foxgate.backend.base import connection_alive
+from foxgate.database import database_settings, direct_conninfo
 
 ATTACH = textwrap.dedent(
     """
@@ -57,3 +62,17 @@ def test_database_url_wins_over_the_embedded_server(tmp_path):
     )
     assert db["OPTIONS"] == {"sslmode": "require", "connect_timeout": 2}
     assert not (tmp_path / "pgdata").exists()
+
+
+@pytest.mark.django_db
+def test_a_connection_the_server_ended_is_told_dead_from_its_socket_and_a_live_one_alive():
+    params = direct_conninfo()
+    with (
+        psycopg.connect(**params, autocommit=True) as live,
+        psycopg.connect(**params, autocommit=True) as ended,
+    ):
+        assert connection_alive(live) and connection_alive(ended)
+        # as a restart does to every session: the server sends an error, then closes the socket
+        assert live.execute("SELECT pg_terminate_backend(%s, 10000)", [ended.info.backend_pid]).fetchone()[0]
+        assert not connection_alive(ended)
+        assert connection_alive(live)

@@ -79,6 +79,34 @@ def test_concurrent_submits_never_overdraw(stack, exact_price_model):
     assert LedgerEntry.objects.filter(tenant=tenant, kind="hold").count() == affordable
 
 
+def test_concurrent_submits_never_exceed_a_key_budget_and_a_refusal_holds_nothing(stack, exact_price_model):
+    per_task = exact_price_model
+    affordable = 10
+    tenant = tenant_create(slug="keycapped", credits=Decimal(100))  # the tenant has room for them all
+    capped = apikey_issue(tenant=tenant, budget=per_task * affordable)
+    httpx.post(f"{stack.fake_url}/_fake/config", json={"latency": 1.0})  # holds pile up while tasks run
+
+    body = {"model": "exact-model", "prompt": PROMPT, "max_tokens": MAX_TOKENS}
+    responses = asyncio.run(burst(stack.web_urls, capped.secret, 100, body))
+
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == affordable, sorted(set(statuses))
+    assert {r.json()["error"]["code"] for r in responses if r.status_code != 200} == {"budget_exceeded"}
+    accepted = {r.json()["id"] for r in responses if r.status_code == 200}
+    # while they run, the tenant holds exactly what the key holds: a refused key hold took the tenant's
+    # hold back with it
+    tenant.refresh_from_db()
+    capped.api_key.refresh_from_db()
+    assert tenant.held + tenant.period_spend == capped.api_key.held + capped.api_key.period_spend
+    with httpx.Client(base_url=stack.web_url, headers={"Authorization": f"Bearer {capped.secret}"}) as client:
+        finished = [poll_until_finished(client, task_id, timeout=60) for task_id in accepted]
+    assert {task["status"] for task in finished} == {"completed"}
+    tenant.refresh_from_db()
+    assert tenant.held == 0 and tenant.balance == Decimal(100) - per_task * affordable
+    assert list(billing_discrepancies(tenant=tenant)) == []
+    assert LedgerEntry.objects.filter(tenant=tenant, kind="hold").count() == affordable
+
+
 def test_rate_limit_holds_across_web_processes(stack, exact_price_model):
     rpm = 10
     tenant = tenant_create(slug="limited", credits=Decimal(100))
