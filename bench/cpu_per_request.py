@@ -20,8 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from harness import ROOT, bench_setup, bench_stack_default, pin, process_tree
 from side_by_side import (
     GATEWAY_CORE,
@@ -91,6 +93,45 @@ def table_stats() -> dict[str, tuple[int, ...]]:
     return found
 
 
+def statements_logged(data_dir: Path, run: Callable[[], dict], requests: int) -> list[str]:
+    """Every statement PostgreSQL executes while `run` sends `requests` requests one at a time, per
+    request, by the application that sent it (foxgate-web, foxgate-cluster, or the relay's own)."""
+    from django.db import connection
+
+    log = data_dir / "pgdata" / "log"
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER SYSTEM SET log_statement = 'all'")
+        cursor.execute("ALTER SYSTEM SET log_line_prefix = '@@%a@@ '")
+        cursor.execute("SELECT pg_reload_conf()")
+    start = log.stat().st_size
+    try:
+        run()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER SYSTEM RESET log_statement")
+            cursor.execute("ALTER SYSTEM RESET log_line_prefix")
+            cursor.execute("SELECT pg_reload_conf()")
+    with log.open("rb") as handle:
+        handle.seek(start)
+        text = handle.read().decode(errors="replace")
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+    for line in text.splitlines():
+        if "LOG:  statement: " not in line or "@@" not in line:
+            continue
+        app = line.split("@@")[1] or "(none)"
+        sql = " ".join(line.split("LOG:  statement: ", 1)[1].split())
+        if "pg_reload_conf" in sql or "ALTER SYSTEM" in sql:
+            continue
+        counts[(app, sql[:110])] += 1
+    lines = [f"statements per request ({requests} sequential requests), by application:"]
+    for app in sorted({app for app, _ in counts}):
+        mine = {sql: n for (a, sql), n in counts.items() if a == app}
+        lines.append(f"  {app}: {sum(mine.values()) / requests:.2f}")
+        for sql, n in sorted(mine.items(), key=lambda item: -item[1]):
+            lines.append(f"    {n / requests:5.2f}  {sql}")
+    return lines
+
+
 def py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen:
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
     argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--format", "raw"]
@@ -128,6 +169,9 @@ def main() -> None:
     parser.add_argument("--async", dest="sync", action="store_false", help="async submit instead of sync")
     parser.add_argument("--py-spy", action="store_true", help="then sample the processes with py-spy")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--statements", type=int, default=0, help="then log every statement of this many requests"
+    )
     parser.add_argument("--fake-port", type=int, default=18301)
     parser.add_argument("--web-port", type=int, default=18302)
     parser.add_argument("--out", type=Path, help="also write the report to this file")
@@ -206,6 +250,18 @@ def main() -> None:
             per = [(new - was) / max(answers, 1) for new, was in zip(counts, old, strict=True)]
             if any(per):
                 report.append(f"  {table:28s} " + "  ".join(f"{value:6.2f}" for value in per))
+
+        if args.statements:
+            drain(bench.tenant_id, 60)
+
+            def sequential() -> dict:
+                with httpx.Client(headers=headers, timeout=30) as client:
+                    for _ in range(args.statements):
+                        client.post(url, json=body).raise_for_status()
+                drain(bench.tenant_id, 60)
+                return {}
+
+            report += statements_logged(data_dir, sequential, args.statements)
 
         if args.py_spy:
             drain(bench.tenant_id, 60)
