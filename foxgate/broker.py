@@ -12,9 +12,12 @@ connection and says "nothing yet"; the next poll, one short pause later, connect
   clusters never get the same row (the row lock is held until the update commits, and a row another
   cluster locked is skipped, not waited for), and a bulk of jobs costs one round trip, not one per row.
 - Wake: a trigger (tasks/migrations, `queue_notify`) NOTIFYs on every insert, delivered when the
-  enqueueing transaction commits. An empty claim waits on a LISTEN connection for it, with `poll` seconds
-  as the safety net (a notification lost to a reconnect, a lock that lapsed), instead of sleeping `poll`.
-  LISTEN is issued before the first claim, so a job committed between a claim and the wait wakes it.
+  enqueueing transaction commits. A claim that took less than a bulk took every job committed before it,
+  so the next claim first waits on a LISTEN connection for a notification, with `poll` seconds as the
+  safety net (a lock that lapsed), instead of sleeping `poll` or claiming again to find nothing.
+  LISTEN is issued before the first claim, so a job committed between a claim and the wait wakes it;
+  notifications already received when a claim starts are dropped, since that claim sees their jobs.
+  After a (re)connected LISTEN or a failed claim, the next claim runs at once.
 - Enqueue: the row's lock is the database's `now()`, not this process's clock, since claims compare it
   with the database's clock; and the insert runs on Django's connection, inside the caller's transaction
   when there is one (admission commits the task and its job together).
@@ -138,6 +141,7 @@ class PostgresBroker(OutageTolerantORM):
         self._pid = os.getpid()
         self._listen: psycopg.Connection | None = None
         self._listen_failed = False
+        self._more = True  # jobs may be waiting that no notification will announce: claim before waiting
         self._held: dict[int, float] = {}  # claimed row id -> monotonic time its renewals stop
         self._held_lock = threading.Lock()
         self._renewer: threading.Thread | None = None
@@ -163,13 +167,19 @@ class PostgresBroker(OutageTolerantORM):
         if self._pid != os.getpid():
             self._local_state()
         listening = self._listening()  # before the claim: a job committed after it still wakes us
+        if not self._more:
+            self._wait(listening)
+        self._more = True  # until a claim says otherwise: a failed one says nothing
+        self._drain(listening)
         with _usable_connection().cursor() as cursor:
             cursor.execute(CLAIM, {"lock": LOCK_SECONDS, "key": self.list_key, "bulk": Conf.BULK})
             rows = sorted(cursor.fetchall())
+        # Fewer than a bulk: the claim took every job committed before it, so the next one waits for a
+        # notification instead of claiming again to find nothing (a round trip per job, measured).
+        self._more = len(rows) >= Conf.BULK
         if rows:
             self._hold([row[0] for row in rows])
             return rows
-        self._wait(listening)
         return None
 
     def _listening(self) -> psycopg.Connection | None:
@@ -184,21 +194,30 @@ class PostgresBroker(OutageTolerantORM):
                 self._drop_listen()
             else:
                 self._listen_failed = False
+                self._more = True  # jobs enqueued while we were not listening wake nobody
         return self._listen
 
     def _wait(self, listening: psycopg.Connection | None) -> None:
-        """Until a job is enqueued, or `poll` seconds (the safety net) pass."""
+        """Until a job is enqueued after the last claim, or `poll` seconds (the safety net) pass."""
         if listening is None:
             time.sleep(min(Conf.POLL, OUTAGE_POLL_SECONDS))
             return
         try:
             for _ in listening.notifies(timeout=Conf.POLL, stop_after=1):
                 pass
-            # Others that came with it would only wake us again to find the same jobs claimed.
+        except psycopg.Error:
+            self._drop_listen()  # reconnected by the next claim, which also catches up on what we missed
+
+    def _drain(self, listening: psycopg.Connection | None) -> None:
+        """Forget the notifications already here: their jobs are committed, so the claim about to run
+        takes them, and the notifications would only wake us again to find them gone."""
+        if listening is None:
+            return
+        try:
             for _ in listening.notifies(timeout=0):
                 pass
         except psycopg.Error:
-            self._drop_listen()  # reconnected by the next claim, which also catches up on what we missed
+            self._drop_listen()
 
     def close(self) -> None:
         """Delete what was acknowledged and let go of the LISTEN connection and the flusher (a cluster's

@@ -140,6 +140,39 @@ def test_claims_and_acknowledgements_reuse_the_connection_without_a_health_check
     assert queued(*rows) == 0
 
 
+@pytest.mark.django_db(transaction=True)
+def test_jobs_arriving_one_at_a_time_cost_one_claim_each(monkeypatch):
+    monkeypatch.setattr(Conf, "POLL", 30)  # a claim that found nothing waits for the next job, not a poll
+    jobs = 4
+    rows = [PostgresBroker(KEY).enqueue("job 0")]
+    claimed: list[int] = []
+    claims = 0
+
+    def count_claims(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
+        nonlocal claims
+        claims += sql.lstrip().startswith("UPDATE")
+        return execute(sql, *args)
+
+    def pusher() -> None:
+        broker = PostgresBroker(KEY)
+        try:
+            with connection.execute_wrapper(count_claims):
+                while len(claimed) < jobs:
+                    claimed.extend(row_id for row_id, _payload in broker.dequeue() or [])
+        finally:
+            broker.close()
+            connections.close_all()
+
+    thread = threading.Thread(target=pusher)
+    thread.start()
+    for n in range(1, jobs):
+        wait_for(lambda: len(claimed) == len(rows), 10, "the job was not claimed")
+        rows.append(PostgresBroker(KEY).enqueue(f"job {n}"))  # committed: its notification wakes the pusher
+    thread.join(60)
+    assert claimed == rows
+    assert claims == jobs  # not one more per job to find the queue empty after it
+
+
 def queued_task_ids() -> list[str]:
     return [SignedPackage.loads(row.payload)["args"][0] for row in OrmQ.objects.all()]
 
