@@ -329,7 +329,9 @@ Q_CLUSTER = {
     # A recycled or over-memory worker exits and takes its loop's generations with it: never recycle.
     "recycle": 1_000_000_000,
     "max_rss": None,
-    "poll": 0.05,
+    # The pusher wakes on NOTIFY (foxgate/broker.py); `poll` is only its safety net, for locks that
+    # lapsed (a dead cluster's jobs): an idle cluster claims once a second, not twenty times.
+    "poll": 1,
     "catch_up": False,
     "save_limit": -1,  # no result row per successful generation; failed jobs are still stored
     # Jobs the pusher takes per poll and may hold ahead of the workers: enough to fill empty loops in

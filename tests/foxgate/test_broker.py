@@ -16,20 +16,23 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection, connections
+from django.db import OperationalError, connection, connections
 from django.db.models.functions import Now
+from django.test.utils import CaptureQueriesContext
 from django_q.conf import Conf
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 from django_q.tasks import async_task
 from psycopg.conninfo import make_conninfo
 
+import foxgate.broker
 import tasks.services
 from foxgate.broker import CHANNEL, PostgresBroker
 from foxgate.database import release_exited_processes
 from foxgate.fakes.openai import last_user_content
 from tasks.models import Task
 from tenants.models import LedgerEntry
+from tests.helpers import run_command
 
 KEY = "broker-test"
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +66,112 @@ def test_two_brokers_claiming_at_once_never_get_the_same_job(monkeypatch):
     assert first and second, "both brokers took a share of the queue"
     assert not set(first) & set(second)
     assert sorted(first + second) == sorted(queued)  # each job exactly once
+
+
+@pytest.fixture
+def broker() -> Iterator[PostgresBroker]:
+    made = PostgresBroker(KEY)
+    yield made
+    made.close()  # stops its flusher thread, which closes that thread's connection
+
+
+def queued(*row_ids: int) -> int:
+    return OrmQ.objects.filter(pk__in=row_ids).count()
+
+
+@pytest.mark.django_db(transaction=True)  # the flusher's own connection sees only committed rows
+def test_jobs_acknowledged_together_leave_the_queue_in_one_statement(broker, monkeypatch):
+    monkeypatch.setattr(foxgate.broker, "ACK_FLUSH_SECONDS", 3600)  # only the flush below deletes
+    rows = [broker.enqueue(f"job {n}") for n in range(20)]
+    for row_id in rows:
+        broker.acknowledge(row_id)
+    assert queued(*rows) == 20  # recorded, not deleted one by one
+    with CaptureQueriesContext(connection) as statements:
+        broker.flush()
+    assert len(statements) == 1
+    assert queued(*rows) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lone_acknowledged_job_leaves_the_queue_without_waiting_for_others(broker):
+    row_id = broker.enqueue("job")
+    broker.acknowledge(row_id)
+    wait_for(lambda: queued(row_id) == 0, 10, "the acknowledged job was never deleted")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_acknowledgements_a_lost_connection_interrupted_are_deleted_by_the_next_flush(broker, monkeypatch):
+    monkeypatch.setattr(foxgate.broker, "ACK_FLUSH_SECONDS", 3600)
+    rows = [broker.enqueue(f"job {n}") for n in range(3)]
+    for row_id in rows:
+        broker.acknowledge(row_id)
+    with monkeypatch.context() as lost:
+        # The connection dies under the DELETE, as in a database restart.
+        lost.setattr(foxgate.broker, "DELETE_ACKNOWLEDGED", "SELECT pg_terminate_backend(pg_backend_pid())")
+        with pytest.raises(OperationalError):
+            broker.flush()
+    broker.flush()  # kept them, and deletes them on a fresh connection: the dead one was dropped
+    assert queued(*rows) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claims_and_acknowledgements_reuse_the_connection_without_a_health_check(broker, monkeypatch):
+    monkeypatch.setattr(Conf, "BULK", 1)
+    monkeypatch.setattr(foxgate.broker, "ACK_FLUSH_SECONDS", 3600)
+    rows = [broker.enqueue(f"job {n}") for n in range(4)]
+    assert broker.dequeue()  # the first claim may connect
+    wrapper = type(connections["default"])
+    round_trips: list[str] = []
+
+    def counted(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(self: Any, *args: Any) -> Any:
+            round_trips.append(name)
+            return real(self, *args)
+
+        return call
+
+    monkeypatch.setattr(wrapper, "is_usable", counted("SELECT 1", wrapper.is_usable))
+    monkeypatch.setattr(wrapper, "get_new_connection", counted("connect", wrapper.get_new_connection))
+    for _ in range(3):
+        assert broker.dequeue()
+    for row_id in rows:
+        broker.acknowledge(row_id)
+    broker.flush()
+    assert round_trips == []
+    assert queued(*rows) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_arriving_one_at_a_time_cost_one_claim_each(monkeypatch):
+    monkeypatch.setattr(Conf, "POLL", 30)  # a claim that found nothing waits for the next job, not a poll
+    jobs = 4
+    rows = [PostgresBroker(KEY).enqueue("job 0")]
+    claimed: list[int] = []
+    claims = 0
+
+    def count_claims(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
+        nonlocal claims
+        claims += sql.lstrip().startswith("UPDATE")
+        return execute(sql, *args)
+
+    def pusher() -> None:
+        broker = PostgresBroker(KEY)
+        try:
+            with connection.execute_wrapper(count_claims):
+                while len(claimed) < jobs:
+                    claimed.extend(row_id for row_id, _payload in broker.dequeue() or [])
+        finally:
+            broker.close()
+            connections.close_all()
+
+    thread = threading.Thread(target=pusher)
+    thread.start()
+    for n in range(1, jobs):
+        wait_for(lambda: len(claimed) == len(rows), 10, "the job was not claimed")
+        rows.append(PostgresBroker(KEY).enqueue(f"job {n}"))  # committed: its notification wakes the pusher
+    thread.join(60)
+    assert claimed == rows
+    assert claims == jobs  # not one more per job to find the queue empty after it
 
 
 def queued_task_ids() -> list[str]:
@@ -103,9 +212,14 @@ def test_a_job_the_queue_refuses_admits_no_task_and_holds_no_credits(
 
 
 LAUNCH = """
-import json, sys
+import json, os, sys
 import foxgate.settings
 foxgate.settings.Q_CLUSTER.update(json.loads(sys.argv[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "foxgate.settings")
+import django
+django.setup()
+import foxgate.broker
+vars(foxgate.broker).update(json.loads(sys.argv[2]))
 from foxgate.__main__ import main
 main(["foxgate", "qcluster"])
 """
@@ -115,7 +229,7 @@ main(["foxgate", "qcluster"])
 def cluster(monkeypatch, tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
     """Start worker clusters (`foxgate qcluster`, real processes) on the test database, on a queue of their
     own so that the session's stack, if it runs, takes none of this test's jobs; Q_CLUSTER overrides as
-    keywords. Submits in this process go to that queue too."""
+    keywords, foxgate.broker's constants in `broker`. Submits in this process go to that queue too."""
     monkeypatch.setattr(Conf, "CLUSTER_NAME", KEY)
     db = connection.settings_dict
     env = {
@@ -128,10 +242,16 @@ def cluster(monkeypatch, tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
     }
     started: list[subprocess.Popen] = []
 
-    def start(**overrides: Any) -> subprocess.Popen:
+    def start(broker: dict[str, Any] | None = None, **overrides: Any) -> subprocess.Popen:
         with open(tmp_path / f"cluster-{len(started)}.log", "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-c", LAUNCH, json.dumps({"cluster_name": KEY, **overrides})],
+                [
+                    sys.executable,
+                    "-c",
+                    LAUNCH,
+                    json.dumps({"cluster_name": KEY, **overrides}),
+                    json.dumps(broker or {}),
+                ],
                 cwd=ROOT,
                 env=env,
                 stdout=log,
@@ -235,3 +355,35 @@ def test_jobs_a_killed_cluster_had_taken_run_within_30_s_and_once(
 
     sent = Counter(last_user_content(r["body"]["messages"]) for r in fake_openai.requests)
     assert sent == Counter(prompts)  # each sent upstream exactly once
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_whose_acknowledgement_died_with_the_cluster_run_again_harmlessly(
+    cluster, api, openai_channel, fake_openai
+):
+    # This cluster never deletes what it acknowledged (no tick, no batch large enough), and its locks are
+    # short: once it is killed, its finished jobs are back on the queue within seconds.
+    first = cluster(
+        workers=1,
+        broker={"ACK_FLUSH_SECONDS": 3600, "ACK_FLUSH_ROWS": 10**6, "LOCK_SECONDS": 2, "RENEW_SECONDS": 0.5},
+    )
+    prompts = [f"prompt {n}" for n in range(5)]
+    task_ids = [submit(api, prompt) for prompt in prompts]
+    wait_for(lambda: completed(*task_ids), 60, "the tasks did not complete")
+    charged = {task.id: task.credits_charged for task in Task.objects.filter(id__in=task_ids)}
+    assert OrmQ.objects.filter(key=KEY).count() == len(task_ids)  # finished, their rows not yet deleted
+
+    os.killpg(first.pid, signal.SIGKILL)  # the acknowledgements it held are lost
+    first.wait()
+    cluster(workers=1)
+    # The second cluster takes each job again, runs it and deletes its row.
+    wait_for(lambda: not OrmQ.objects.filter(key=KEY).exists(), 60, "the jobs were not delivered again")
+
+    sent = Counter(last_user_content(r["body"]["messages"]) for r in fake_openai.requests)
+    assert sent == Counter(prompts)  # no second upstream call
+    assert {task.id: task.credits_charged for task in Task.objects.filter(id__in=task_ids)} == charged
+    captures = Counter(
+        LedgerEntry.objects.filter(task_id__in=task_ids, kind="capture").values_list("task_id", flat=True)
+    )
+    assert captures == Counter(dict.fromkeys(task_ids, 1))
+    assert "books balance" in run_command("billing_audit")

@@ -5,8 +5,10 @@ closes a connection whenever django-q2 tidies up: its pusher before every claim,
 acknowledgement and each worker before every job. In the cluster that meant three new PostgreSQL
 connections per task (profiled with bench/cpu_per_request.py: connecting was 40 % of the pusher's time and
 a third of the monitor's). A cluster process has a fixed set of threads, so each keeps its connection:
-one per thread that queries, checked before reuse (CONN_HEALTH_CHECKS) and replaced after a database
-restart. django-q2 closes every connection before it forks, so no process inherits another's socket.
+one per thread that queries, replaced after a database restart. The queue's own statements skip the
+per-statement health check (foxgate/broker.py), and a generation's job runs none on its worker's thread,
+so django-q2's check before each job finds nothing to check. django-q2 closes every connection before
+it forks, so no process inherits another's socket. README ("Processes") counts them per process.
 """
 
 import os
