@@ -6,7 +6,8 @@ generation claims its task with a lease, calls channels until one answers, recor
 the outcome to settle.py. Its ORM statements run on RELAY_DB_THREADS threads (one Django connection each)
 and stream chunks on RELAY_CHUNK_CONNECTIONS shared connections, so a process holds a fixed number of
 database connections whatever the load. Every LEASE_RENEW_SECONDS the loop renews the leases of all its
-tasks in one statement and reclaims tasks whose lease lapsed elsewhere.
+tasks in one statement and reclaims tasks whose lease lapsed elsewhere, on a thread and connection of their
+own, so no backlog of generations' statements delays a renewal.
 
 Outside a cluster worker (tests, management commands) `task_execute` runs one generation inline, with its
 statements on the calling thread."""
@@ -369,6 +370,10 @@ class Engine:
         self.accepting = True
         self.generations: set[asyncio.Task] = set()
         self.db_pool = ThreadPoolExecutor(db_threads, thread_name_prefix="relay-db")
+        # Leases are renewed on a thread and connection of their own: behind a queue of generations'
+        # statements on the relay threads, a renewal could wait past the lease (seen in a burst of 1,000 on
+        # a starved core), and a task still running here would be reclaimed and sent upstream twice.
+        self.lease_pool = ThreadPoolExecutor(1, thread_name_prefix="relay-lease")
         self.loop = asyncio.new_event_loop()
         self.rt = Runtime(
             db=self._db,
@@ -391,6 +396,9 @@ class Engine:
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self.loop.run_in_executor(self.db_pool, _db_call, fn, args, kwargs)
+
+    async def _lease_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self.loop.run_in_executor(self.lease_pool, _db_call, fn, args, kwargs)
 
     def admit(self, task_id: str) -> bool:
         """Hand the task to the loop; block while every slot is taken. False once draining."""
@@ -421,8 +429,8 @@ class Engine:
             await asyncio.sleep(settings.LEASE_RENEW_SECONDS)
             try:
                 if self.rt.claimed:
-                    await self._db(leases_renew, owner=self.rt.owner, task_ids=list(self.rt.claimed))
-                reclaimed = await self._db(leases_reclaim)
+                    await self._lease_db(leases_renew, owner=self.rt.owner, task_ids=list(self.rt.claimed))
+                reclaimed = await self._lease_db(leases_reclaim)
                 if any(reclaimed.values()):
                     logger.warning("reclaimed tasks whose worker died: %s", reclaimed)
             except RuntimeError:
@@ -451,7 +459,7 @@ class Engine:
             generation.cancel()
         await asyncio.gather(*left, return_exceptions=True)
         if unfinished:
-            handed = await self._db(tasks_hand_back, owner=self.rt.owner, task_ids=unfinished)
+            handed = await self._lease_db(tasks_hand_back, owner=self.rt.owner, task_ids=unfinished)
             logger.info("handed back %d of %d unfinished tasks", handed, len(unfinished))
 
     def close(self) -> None:
@@ -462,6 +470,8 @@ class Engine:
         for _ in range(threads):
             self.db_pool.submit(_close_connection, barrier)
         self.db_pool.shutdown(wait=True)
+        self.lease_pool.submit(_close_connection, threading.Barrier(1))
+        self.lease_pool.shutdown(wait=True)
         asyncio.run_coroutine_threadsafe(self._close_connections(), self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()

@@ -27,8 +27,8 @@ def web_process_limit() -> int:
 def cluster_limit() -> int:
     workers = settings.Q_CLUSTER["workers"]  # the stack sets FOXGATE_WORKERS=4, as this process reads it
     # Sentinel 1; pusher 3 (claims, lock renewal, LISTEN); monitor 2 (acknowledgements, failed results);
-    # each worker process its relay threads, its chunk connections and its own thread's.
-    per_worker = settings.RELAY_DB_THREADS + settings.RELAY_CHUNK_CONNECTIONS + 1
+    # each worker process its relay threads, its lease thread, its chunk connections and its own thread's.
+    per_worker = settings.RELAY_DB_THREADS + 1 + settings.RELAY_CHUNK_CONNECTIONS + 1
     return 1 + 3 + 2 + workers * per_worker
 
 

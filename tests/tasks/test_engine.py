@@ -1,5 +1,6 @@
 """One worker process's relay loop runs many generations at once, within its slots."""
 
+import threading
 import time
 import uuid
 from decimal import Decimal
@@ -71,3 +72,22 @@ def test_a_full_loop_makes_the_next_admission_wait_for_a_free_slot(api, openai_c
         assert chat_requests(fake_openai) == 3
     finally:
         small.close()
+
+
+def test_leases_are_renewed_while_every_relay_thread_is_busy(api, openai_channel, fake_openai, settings):
+    """A backlog of generations' statements must not delay a renewal past the lease: the task would be
+    reclaimed while it still runs here, and sent upstream a second time."""
+    settings.LEASE_RENEW_SECONDS = 0.1
+    fake_openai.configure(latency=30)
+    busy = Engine(concurrency=2, db_threads=1, chunk_connections=1)
+    release = threading.Event()
+    try:
+        task_id = submitted_task(api)
+        busy.admit(task_id)
+        wait_for(lambda: chat_requests(fake_openai) == 1)  # claimed, leased, and calling the upstream
+        first = Task.objects.get(pk=task_id).lease_expires_at
+        busy.db_pool.submit(release.wait, 30)  # the one relay thread is taken until released
+        wait_for(lambda: Task.objects.get(pk=task_id).lease_expires_at > first)
+    finally:
+        release.set()
+        busy.close()
