@@ -41,6 +41,7 @@ from side_by_side import (
 )
 
 TICKS = os.sysconf("SC_CLK_TCK")
+RELAY_THREADS = 6  # at least: the engine's loop, its relay threads and its lease thread
 
 
 def role(pid: int) -> str:
@@ -57,7 +58,14 @@ def role(pid: int) -> str:
     if "uvicorn" in line:
         return "web"
     if "qcluster" in line:
-        return f"cluster:{title}"
+        # django-q2's processes share a command line. A worker process runs the relay engine's threads
+        # (its loop, the relay and lease threads): many; the sentinel, pusher and monitor a few each.
+        threads = len(list(Path(f"/proc/{pid}/task").iterdir()))
+        return (
+            "cluster:worker processes"
+            if threads >= RELAY_THREADS
+            else "cluster:django-q2 (sentinel, pusher, monitor)"
+        )
     return title
 
 
