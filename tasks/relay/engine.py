@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import connection, models
 from django.utils import timezone
 
+from foxgate.errors import DATABASE_OUTAGE
 from foxgate.logs import set_tenant, task_context
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
 from tasks.relay.calls import CallOutcome, StreamAssembly
@@ -50,6 +51,8 @@ PASS_THROUGH = ("top_p", "stop")  # sent to the upstream exactly as the caller g
 CHANNEL_BUSY_WAIT_SECONDS = 0.25
 RETRY_BACKOFF_MAX_SECONDS = 10
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
+OUTAGE_RETRY_SECONDS = 60  # how long a generation waits for its database (Engine._db)
+OUTAGE_PAUSE_MAX_SECONDS = 2.0
 
 
 @dataclass
@@ -395,7 +398,22 @@ class Engine:
         self.loop.run_forever()
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await self.loop.run_in_executor(self.db_pool, _db_call, fn, args, kwargs)
+        """Run `fn` on a relay thread; while the database is away, again after a growing pause, for up
+        to OUTAGE_RETRY_SECONDS. A restart then costs the generations in flight a wait, not their claim
+        (a task whose claim failed would stay pending with its job already acknowledged, until the
+        10-minute pending reclaim) and not their settlement (the answer is in hand: settling it later
+        beats calling the upstream again). Each statement is safe to run twice: the claim and the
+        settlement are conditional, and a failed statement's transaction was rolled back."""
+        deadline = time.monotonic() + OUTAGE_RETRY_SECONDS
+        pause = 0.1
+        while True:
+            try:
+                return await self.loop.run_in_executor(self.db_pool, _db_call, fn, args, kwargs)
+            except DATABASE_OUTAGE:
+                if time.monotonic() + pause > deadline:
+                    raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, OUTAGE_PAUSE_MAX_SECONDS)
 
     async def _lease_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self.loop.run_in_executor(self.lease_pool, _db_call, fn, args, kwargs)

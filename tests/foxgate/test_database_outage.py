@@ -168,6 +168,8 @@ def test_a_database_restart_under_load_is_503_with_retry_after_then_recovers_wit
                     )
                 )
 
+    # Calls that take a while, so generations are in flight in the cluster when the database goes.
+    httpx.post(f"{stack.fake_url}/_fake/config", json={"latency": 0.3}, timeout=5).raise_for_status()
     clients = [threading.Thread(target=submit_until_done) for _ in range(4)]
     for client in clients:
         client.start()
@@ -231,3 +233,28 @@ def test_a_database_restart_under_load_is_503_with_retry_after_then_recovers_wit
     # The cluster ran it (within poll_until_finished's 30 s): no stall, no lost task. How soon is printed,
     # not asserted: it adds the upstream call and the poll interval to the recovery measured above.
     assert task["status"] == "completed", task
+
+    # No task is lost or left stuck: every admitted one ends, those the outage caught mid-call too (their
+    # settlement failed with the database; their lease lapses and reclaim runs them again), and the books
+    # balance.
+    admitted = {a.task_id for a in answers if a.status == 200}
+    deadline = time.monotonic() + 90
+    with psycopg.connect(**database.params, autocommit=True) as conn:
+        while True:
+            rows = dict(
+                conn.execute("SELECT id, status FROM tasks_task WHERE id = ANY(%s)", [list(admitted)])
+            )
+            if all(status in ("completed", "failed") for status in rows.values()):
+                break
+            assert time.monotonic() < deadline, {s: list(rows.values()).count(s) for s in set(rows.values())}
+            time.sleep(0.2)
+    assert set(rows) == admitted, "an admitted task is missing"
+    assert set(rows.values()) == {"completed"}, {s: list(rows.values()).count(s) for s in set(rows.values())}
+    audit = subprocess.run(
+        [sys.executable, "manage.py", "billing_audit"],
+        env={**os.environ, "DATABASE_URL": database.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert audit.returncode == 0, audit.stdout + audit.stderr
