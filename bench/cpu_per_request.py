@@ -15,6 +15,7 @@ import asyncio
 import atexit
 import collections
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,10 +125,12 @@ def statements_logged(data_dir: Path, run: Callable[[], dict], requests: int) ->
         text = handle.read().decode(errors="replace")
     counts: collections.Counter[tuple[str, str]] = collections.Counter()
     for line in text.splitlines():
-        if "LOG:  statement: " not in line or "@@" not in line:
+        # A prepared statement's run is logged as "execute <name>: <sql>", any other as "statement: <sql>".
+        found = re.search(r"LOG:  (?:statement|execute [^:]+): (.*)", line)
+        if found is None or "@@" not in line:
             continue
         app = line.split("@@")[1] or "(none)"
-        sql = " ".join(line.split("LOG:  statement: ", 1)[1].split())
+        sql = " ".join(found.group(1).split())
         if "pg_reload_conf" in sql or "ALTER SYSTEM" in sql:
             continue
         counts[(app, sql[:110])] += 1
