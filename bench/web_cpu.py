@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from cpu_per_request import top_functions
 from harness import bench_setup
 
 MODEL = "bench-model"
@@ -66,22 +67,10 @@ def py_spy(pid: int, out: Path) -> subprocess.Popen:
 
 
 def by_function(raw: Path, limit: int) -> list[str]:
-    """Own and inclusive shares of py-spy's samples per function (its lines summed), most first."""
-    own: Counter = Counter()
-    inclusive: Counter = Counter()
-    total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
-        total += int(count)
-        own[frames[-1]] += int(count)
-        for frame in set(frames):
-            inclusive[frame] += int(count)
-    lines = [f"  {total} samples holding the GIL", "  own%  function"]
-    lines += [f"  {100 * n / total:5.1f}  {name}" for name, n in own.most_common(limit)]
-    lines += ["  incl%  function"]
-    lines += [f"  {100 * n / total:5.1f}  {name}" for name, n in inclusive.most_common(limit * 2)]
-    return lines
+    """cpu_per_request's top functions, with each function's lines summed into one."""
+    summed = raw.with_suffix(".functions.txt")
+    summed.write_text(re.sub(r":\d+\)(?=;| )", ")", raw.read_text()))
+    return top_functions(summed, limit)
 
 
 def install_completer() -> None:
