@@ -25,7 +25,6 @@ from django.db.models import Q, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from foxgate.database import prepared_cursor
 from tasks.models import Channel, Model, Task, TaskAttempt
 
 if TYPE_CHECKING:
@@ -95,12 +94,11 @@ def attempt_start(
 
 def _attempt_insert(task: Task, channel: Channel, now) -> TaskAttempt:
     """Insert the task's next attempt on the channel, numbered in the same statement."""
-    with prepared_cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO tasks_taskattempt "
             "(task_id, channel_id, number, started_at, error_code, error_message) "
-            # cast: bound apart, the id's type is deduced from its first use, a SELECT list (text)
-            "SELECT %(task)s::varchar, %(channel)s, coalesce(max(number), 0) + 1, %(now)s, '', '' "
+            "SELECT %(task)s, %(channel)s, coalesce(max(number), 0) + 1, %(now)s, '', '' "
             "FROM tasks_taskattempt WHERE task_id = %(task)s RETURNING id, number",
             {"task": task.pk, "channel": channel.pk, "now": now},
         )
