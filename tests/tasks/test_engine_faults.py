@@ -121,15 +121,22 @@ def test_kill_9_of_a_worker_with_50_generations_in_flight_loses_none_and_charges
     assert_charged_once_each(ids)
 
 
-def test_sigterm_hands_back_what_cannot_finish_in_time_and_a_new_cluster_completes_it(start_stack):
-    stack, client = start_stack(FOXGATE_WORKERS="2", FOXGATE_DRAIN_SECONDS="2")
-    httpx.post(f"{stack.fake_url}/_fake/config", json={"latency": 8})
+def sigterm_with_ten_in_flight(stack, client, *, latency: float, exit_within: float) -> list[str]:
+    """Ten generations running on a `latency`-second upstream, then SIGTERM to the cluster's main
+    process; returns their ids once the cluster exited (within `exit_within` seconds, or raises)."""
+    httpx.post(f"{stack.fake_url}/_fake/config", json={"latency": latency})
     ids = submit(client, 10)
     wait_for(lambda: count(ids, "processing") == 10, 10, "10 tasks processing")
-
     cluster = stack.processes["worker cluster"]
     cluster.send_signal(signal.SIGTERM)
-    cluster.wait(timeout=20)  # drain (2 s) and hand-back are bounded: raises if the cluster hangs
+    cluster.wait(timeout=exit_within)
+    return ids
+
+
+def test_sigterm_hands_back_what_cannot_finish_in_time_and_a_new_cluster_completes_it(start_stack):
+    stack, client = start_stack(FOXGATE_WORKERS="2", FOXGATE_DRAIN_SECONDS="2")
+    # drain (2 s) and hand-back are bounded: raises if the cluster hangs
+    ids = sigterm_with_ten_in_flight(stack, client, latency=8, exit_within=20)
 
     assert count(ids, "pending") == 10  # handed back: not lost, not stuck processing, not charged
     assert not LedgerEntry.objects.filter(task_id__in=ids, kind="capture").exists()
@@ -141,13 +148,7 @@ def test_sigterm_hands_back_what_cannot_finish_in_time_and_a_new_cluster_complet
 
 def test_sigterm_lets_in_flight_generations_finish_within_the_drain_time(start_stack):
     stack, client = start_stack(FOXGATE_WORKERS="1", FOXGATE_DRAIN_SECONDS="30")
-    httpx.post(f"{stack.fake_url}/_fake/config", json={"latency": 3})
-    ids = submit(client, 10)
-    wait_for(lambda: count(ids, "processing") == 10, 10, "10 tasks processing")
-
-    cluster = stack.processes["worker cluster"]
-    cluster.send_signal(signal.SIGTERM)
-    cluster.wait(timeout=30)
+    ids = sigterm_with_ten_in_flight(stack, client, latency=3, exit_within=30)
 
     assert count(ids, "completed") == 10
     assert_charged_once_each(ids)
