@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from foxgate.backend.base import connection_alive
-from foxgate.database import database_settings, direct_conninfo
+from foxgate.database import PREPARE_THRESHOLD, database_settings, direct_conninfo
 
 ATTACH = textwrap.dedent(
     """
@@ -60,7 +60,11 @@ def test_database_url_wins_over_the_embedded_server(tmp_path):
         "db.internal",
         "6543",
     )
-    assert db["OPTIONS"] == {"sslmode": "require", "connect_timeout": 2}
+    assert db["OPTIONS"] == {
+        "sslmode": "require",
+        "connect_timeout": 2,
+        "prepare_threshold": PREPARE_THRESHOLD,
+    }
     assert not (tmp_path / "pgdata").exists()
 
 
