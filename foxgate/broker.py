@@ -69,7 +69,7 @@ from django_q.brokers.orm import ORM
 from django_q.conf import Conf
 from django_q.models import OrmQ
 
-from foxgate.database import direct_conninfo
+from foxgate.database import direct_conninfo, prepared_cursor
 from foxgate.errors import DATABASE_OUTAGE
 
 logger = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class PostgresBroker(OutageTolerantORM):
             self._wait(listening)
         self._more = True  # until a claim says otherwise: a failed one says nothing
         self._drain(listening)
-        with _usable_connection().cursor() as cursor:
+        with prepared_cursor(_usable_connection()) as cursor:
             cursor.execute(CLAIM, {"lock": LOCK_SECONDS, "key": self.list_key, "bulk": Conf.BULK})
             rows = sorted(cursor.fetchall())
         # Fewer than a bulk: the claim took every job committed before it, so the next one waits for a
@@ -269,7 +269,7 @@ class PostgresBroker(OutageTolerantORM):
             ids = list(self._held)
         if not ids:
             return
-        with _usable_connection().cursor() as cursor:
+        with prepared_cursor(_usable_connection()) as cursor:
             cursor.execute(RENEW, {"lock": LOCK_SECONDS, "ids": ids})
             present = {row[0] for row in cursor.fetchall()}
         with self._held_lock:
@@ -322,7 +322,7 @@ class PostgresBroker(OutageTolerantORM):
             if not ids:
                 return
             try:
-                with _usable_connection().cursor() as cursor:
+                with prepared_cursor(_usable_connection()) as cursor:
                     cursor.execute(DELETE_ACKNOWLEDGED, {"ids": ids})
             except BaseException:
                 with self._acks:

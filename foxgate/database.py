@@ -14,25 +14,37 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import psycopg
 from django.db import connection, models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.postgresql.base import CursorDebugWrapper, ServerBindingCursor
+from django.db.backends.utils import CursorWrapper
 from django.db.models.expressions import DatabaseDefault
+from django.utils.asyncio import async_unsafe
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 
 EMBEDDED_DATABASE_NAME = "foxgate"
 # Seconds to wait for a server that does not answer (libpq's minimum is 2): an unreachable database is
 # a quick 503, not a request hanging on the operating system's TCP timeout.
 CONNECT_TIMEOUT = 2
+# psycopg prepares a statement only on a server-binding cursor. Django's cursors bind client-side, so
+# this enables nothing by itself: prepared_cursor() asks for each of its statements explicitly, and a
+# threshold no statement reaches keeps psycopg from preparing anything else on its own.
+PREPARE_THRESHOLD = 2**31
 
 
 def database_settings(
-    database_url: str, data_dir: Path, pool_size: int = 0, pool_timeout: float = 10
+    database_url: str, data_dir: Path, pool_size: int = 0, pool_timeout: float = 10, prepare: bool = True
 ) -> dict[str, Any]:
     """The Django `DATABASES["default"]` entry for a libpq URL or conninfo, or the embedded server.
 
     With `pool_size`, connections come from a psycopg pool of at most that many per process: a web
     server under load then queues for a connection instead of opening one per request until PostgreSQL
     refuses clients. Only for processes that never fork after connecting (a pool does not survive a fork).
-    A request waits at most `pool_timeout` seconds for a connection, then answers 503."""
+    A request waits at most `pool_timeout` seconds for a connection, then answers 503. Without `prepare`,
+    prepared_cursor() binds server-side but prepares nothing (for a pooler that cannot keep prepared
+    statements, docs/deploy.md)."""
     params = conninfo_to_dict(database_url) if database_url else embedded_conninfo(data_dir)
     params.setdefault("connect_timeout", CONNECT_TIMEOUT)
     name = params.pop("dbname", None) or "postgres"
@@ -64,7 +76,65 @@ def database_settings(
             # database did). Giving up after 1 s lets the next request start a fresh attempt at once.
             "reconnect_timeout": 1,
         }
+    if prepare:
+        params["prepare_threshold"] = PREPARE_THRESHOLD  # Django's default, None, disables preparing
     return entry
+
+
+class _PreparingCursor(ServerBindingCursor):
+    """Django's server-binding cursor, preparing every statement it runs unless told otherwise.
+
+    psycopg remembers what it prepared on a connection, and the server can disagree: a session behind a
+    pooler that swapped it, or a DEALLOCATE psycopg did not send, no longer has the statement; a migration
+    that added a column to a table a statement returns `*` of makes its plan unusable (a rolling upgrade
+    runs old processes on the new schema, docs/deploy.md). Either fails before the statement did
+    anything, so outside a transaction it runs again, unprepared, and the next run prepares it afresh:
+    a round trip more, not an error."""
+
+    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None, **kwargs: Any) -> Any:
+        prepare = True if prepare is None else prepare
+        try:
+            return super().execute(query, params, prepare=prepare, **kwargs)
+        except (psycopg.errors.InvalidSqlStatementName, psycopg.errors.FeatureNotSupported) as error:
+            stale = isinstance(error, psycopg.errors.InvalidSqlStatementName) or (
+                "cached plan must not change result type" in str(error)
+            )
+            if not stale or self.connection.info.transaction_status != TransactionStatus.IDLE:
+                raise  # inside a transaction the error aborted it; its rollback clears psycopg's cache
+            # psycopg has no public call that forgets what it prepared; this is what its rollback does,
+            # and after the statement it sends DEALLOCATE ALL, so the next run prepares afresh.
+            self.connection._prepared.clear()
+            return super().execute(query, params, prepare=False, **kwargs)
+
+
+class _PreparedDebugWrapper(CursorDebugWrapper):
+    """Logs a prepared statement (DEBUG, tests' CaptureQueriesContext) with its values in, as Django logs
+    a client-bound one: Django reads that text from psycopg, which keeps none for a prepared run."""
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        try:
+            logged = self.db.ops.compose_sql(sql, params)
+        except psycopg.DataError:
+            logged = sql  # the statement will fail on the same value, and say why
+        with self.debug_sql(logged, params):
+            return CursorWrapper.execute(self, sql, params)  # not Django's logging execute: this is it
+
+
+@async_unsafe
+def prepared_cursor(using: BaseDatabaseWrapper = connection) -> CursorWrapper:
+    """A cursor like `using.cursor()` whose statements PostgreSQL parses and plans once per connection.
+
+    For the hot path's few large statements, run hundreds of times a second: with Django's client-side
+    binding PostgreSQL parses, analyses and plans each afresh. Here the parameters travel apart
+    (`%s` becomes `$1`), and psycopg prepares each distinct statement (text and parameter types) on its
+    first run on a connection and reuses it after; a new connection (from the pool, after a restart)
+    prepares again. Errors, execute wrappers and query logging are Django's, as with `cursor()`."""
+    using.close_if_health_check_failed()  # as cursor() does: a persistent connection is checked once a job
+    using.ensure_connection()
+    using.validate_thread_sharing()
+    with using.wrap_database_errors:
+        cursor = _PreparingCursor(using.connection)
+    return _PreparedDebugWrapper(cursor, using) if using.queries_logged else using.make_cursor(cursor)
 
 
 def direct_conninfo() -> dict[str, Any]:
@@ -78,7 +148,9 @@ def direct_conninfo() -> dict[str, Any]:
         "port": db["PORT"],
     }
     return {k: v for k, v in params.items() if v} | {
-        k: v for k, v in db["OPTIONS"].items() if k not in ("pool", "server_side_binding")
+        k: v
+        for k, v in db["OPTIONS"].items()
+        if k not in ("pool", "server_side_binding", "prepare_threshold")
     }
 
 

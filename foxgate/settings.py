@@ -165,6 +165,7 @@ DATABASES = {
         DATA_DIR,
         pool_size=env_int("FOXGATE_DB_POOL_SIZE", 20) if env_bool("FOXGATE_DB_POOL") else 0,
         pool_timeout=float(env_str("FOXGATE_DB_POOL_TIMEOUT", "10")),
+        prepare=env_bool("FOXGATE_DB_PREPARE", True),
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -25,6 +25,7 @@ from django.db.models import Q, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from foxgate.database import prepared_cursor
 from tasks.models import Channel, Model, Task, TaskAttempt
 
 if TYPE_CHECKING:
@@ -94,11 +95,12 @@ def attempt_start(
 
 def _attempt_insert(task: Task, channel: Channel, now) -> TaskAttempt:
     """Insert the task's next attempt on the channel, numbered in the same statement."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             "INSERT INTO tasks_taskattempt "
             "(task_id, channel_id, number, started_at, error_code, error_message) "
-            "SELECT %(task)s, %(channel)s, coalesce(max(number), 0) + 1, %(now)s, '', '' "
+            # cast: bound apart, the id's type is deduced from its first use, a SELECT list (text)
+            "SELECT %(task)s::varchar, %(channel)s, coalesce(max(number), 0) + 1, %(now)s, '', '' "
             "FROM tasks_taskattempt WHERE task_id = %(task)s RETURNING id, number",
             {"task": task.pk, "channel": channel.pk, "now": now},
         )

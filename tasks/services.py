@@ -16,6 +16,7 @@ from django_q.models import OrmQ
 from django_q.signals import pre_enqueue
 from django_q.signing import SignedPackage
 
+from foxgate.database import prepared_cursor
 from foxgate.errors import InvalidParam, PermissionDenied, ServiceUnavailable
 from tasks.model_rules import default_capabilities, rules_check
 from tasks.models import Channel, Model, Price, Task, TaskAttempt, new_task_id
@@ -146,7 +147,7 @@ def price_current(*, name: str, group: str, tenant: Tenant) -> Price | None:
     breaker serves the model, so routing's channels_available would list it). The statement is written
     once per process: building it with the ORM cost more CPU than the rest of the admission (~3 ms per
     submit on the benchmark machine, bench/results/admit.md)."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_price_current_sql(), [tenant.pk, Channel.Circuit.CLOSED, name, group])
         row = cursor.fetchone()
     if row is None:

@@ -12,7 +12,7 @@ from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from foxgate.database import insert_select
+from foxgate.database import insert_select, prepared_cursor
 from foxgate.errors import InsufficientQuota
 from tenants.models import (
     CREDITS,
@@ -490,7 +490,7 @@ def _hold_inserted(sql: str, params: list[Any]) -> bool:
 
 
 def _count_one(sql: str, params: list[Any]) -> bool:
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()[0] == 1
 

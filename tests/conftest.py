@@ -4,11 +4,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from django.db import connection
 from psycopg.conninfo import make_conninfo
 from rest_framework.test import APIClient
 
+from foxgate.database import direct_conninfo
 from foxgate.stack import Stack
 from tasks.services import channel_add, price_set
 from tenants.services import IssuedKey, apikey_issue, tenant_create
@@ -19,6 +21,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# What a test run that finds its test database taken says, before it touches that database.
+TEST_DATABASE_TAKEN = "another test run is using the test database"
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """One test run per test database at a time. Two runs on one server (two `./dev test` in one
+    checkout) share `test_foxgate`: each one's flushes and committed rows land in the other's tests,
+    and its worker cluster takes the other's jobs (bench/results/prepare.md). The run holds a session
+    advisory lock while it lasts (the server lets go of it if the run dies); a second run stops here,
+    before Django would drop and recreate the database under the first."""
+    name = connection.settings_dict["TEST"]["NAME"]
+    with psycopg.connect(**direct_conninfo(), autocommit=True) as lock:
+        taken = lock.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [f"foxgate-test-run:{name}"])
+        if not taken.fetchone()[0]:
+            pytest.exit(f"{TEST_DATABASE_TAKEN} {name} on this server: wait for it to end")
+        yield
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from django.conf import settings
 from django.db import connection, models
 from django.utils import timezone
 
+from foxgate.database import prepared_cursor
 from foxgate.errors import DATABASE_OUTAGE
 from foxgate.logs import set_tenant, task_context
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
@@ -128,7 +129,7 @@ def task_claim(*, task_id: str, owner: str) -> Claim | None:
         "now": now,
         "expires": now + timedelta(seconds=settings.LEASE_SECONDS),
     }
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(CLAIM, params)
         row = cursor.fetchone()
         if row is None:

@@ -5,9 +5,9 @@ import json
 import logging
 from decimal import Decimal
 
-from django.db import connection
 from django.utils import timezone
 
+from foxgate.database import prepared_cursor
 from tasks.events import CHANNEL as EVENTS
 from tasks.models import Channel, Task, TaskAttempt
 from tasks.services import estimate_input_tokens
@@ -152,7 +152,7 @@ def task_finish(
             "first_token_ms": attempt.first_token_ms,
             "http_status": attempt.http_status,
         }
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(SETTLE if attempt is None else SETTLE_SUCCESS, params)
         settled = cursor.fetchone() is not None
     if not settled:
