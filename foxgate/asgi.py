@@ -4,13 +4,10 @@ from typing import Any
 
 import django
 from asgiref.sync import ThreadSensitiveContext
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "foxgate.settings")
-# A web server handles many requests at once, each in its own thread: give it a connection pool.
-os.environ.setdefault("FOXGATE_DB_POOL", "1")
-# Name its database connections, so pg_stat_activity tells web connections from the cluster's.
-os.environ.setdefault("PGAPPNAME", "foxgate-web")
 
 # Idle request threads kept for reuse: a burst's worth; past a burst, the spares exit.
 IDLE_THREADS = 64
@@ -47,7 +44,31 @@ class ReusedThreadsHandler(ASGIHandler):
                 executor.shutdown(wait=False)  # its thread exits once idle; nothing waits for it
 
 
-django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application does before its handler
+def web_server_setup() -> None:
+    """Set Django up as a web server: pooled connections (a web server handles many requests at once,
+    each in a thread of its own) and sessions named `foxgate-web`, so pg_stat_activity tells them from
+    the cluster's; FOXGATE_DB_POOL and PGAPPNAME, when set, still decide.
+
+    The role goes into this process's settings, never into its environment: a process started from this
+    one (a worker cluster, which forks and must not pool) would otherwise inherit it. A process whose
+    Django is set up already (the test runner, importing this module) keeps the settings it has."""
+    if settings.configured:
+        django.setup(set_prefix=False)
+        return
+    pool_unset = "FOXGATE_DB_POOL" not in os.environ
+    if pool_unset:
+        os.environ["FOXGATE_DB_POOL"] = "1"  # only while the settings read it
+    try:
+        django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application does first
+    finally:
+        if pool_unset:
+            del os.environ["FOXGATE_DB_POOL"]
+    if "PGAPPNAME" not in os.environ:
+        for database in settings.DATABASES.values():
+            database["OPTIONS"].setdefault("application_name", "foxgate-web")
+
+
+web_server_setup()
 django_application = ReusedThreadsHandler()
 
 from foxgate.parsers import BodyLimit  # noqa: E402 - needs the settings configured above

@@ -6,10 +6,12 @@ import threading
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from foxgate.asgi import application
 from tasks import views
 from tenants.authentication import key_cache
+from tests.helpers import poll_until_finished
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the request threads use their own connections
 
@@ -83,3 +85,22 @@ def test_concurrent_requests_run_on_threads_of_their_own_that_later_requests_reu
     assert all(b'"task_not_found"' in body for _, body in answers)
     assert len(set(threads[:2])) == 2
     assert set(threads[2:]) <= set(threads[:2])
+
+
+@pytest.mark.e2e
+def test_processes_started_after_the_web_application_was_imported_keep_their_own_role(
+    stack, stack_api
+) -> None:
+    # This module imported foxgate.asgi before the session's stack started its processes. A cluster that
+    # inherited the web server's role (a connection pool, which does not survive its fork) ran nothing.
+    response = stack_api.post("/v1/llm/generations", json={"model": "fake-model", "prompt": "hello"})
+    assert response.status_code == 200, response.text
+    task = poll_until_finished(stack_api, response.json()["id"])
+    assert task["status"] == "completed", task
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT application_name, count(*) FROM pg_stat_activity GROUP BY 1")
+        sessions = dict(cursor.fetchall())
+    assert sessions.get("foxgate-cluster", 0) > 0 and sessions.get("foxgate-web", 0) > 0, sessions
+    own_name = connection.connection.info.parameter_status("application_name")
+    assert own_name != "foxgate-web"  # nor is this process, which only imported it, a web server
