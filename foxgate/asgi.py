@@ -71,22 +71,25 @@ class ReusedThreadsHandler(ASGIHandler):
                 thread.executor.shutdown(wait=False)  # its thread exits once idle; nothing waits for it
 
     async def handle_api(self, scope: dict[str, Any], receive: Any, send: Any, thread: RequestThread) -> None:
-        """Django's `handle`, but request_started's and request_finished's receivers run on the event loop
-        when the request's thread holds no database connection, rather than in a thread hop each.
+        """Django's `handle`, without a thread hop at the start or the end of a request whose thread holds
+        no database connection then.
 
-        Those receivers (Django's close_old_connections, reset_queries, close_caches, reset_urlconf) act
-        on the calling thread's connections: on a thread that holds none they have nothing to do, and on
-        the loop, which never holds one, neither. A reused thread holds none at the start, and a view
-        that gave its connection back in its last hop (admission, the sync answer's read) holds none at
-        the end; a thread that does is still closed in a hop of its own, so its connection goes back to
-        the pool as in Django. Only for API paths, whose responses hold no files (a file's close may
-        block), and not under DEBUG, where reset_queries must empty the request thread's query log."""
+        request_started's receivers (Django's reset_queries and close_old_connections) tidy the calling
+        thread's connections: on a thread that holds none they have nothing to do, so they are skipped.
+        request_finished's (close_old_connections again, close_caches, reset_urlconf) are sent on the
+        event loop, where only the last two have work, and that work is no thread's own. A reused thread
+        holds no connection at the start, and a view that gave its connection back in its last hop
+        (admission, a poll's read, the sync answer's read) holds none at the end. A thread that does
+        gets both signals in a hop of its own, so its connection goes back to the pool as in
+        Django. Only for API paths, whose responses hold no files (a file's close may block), and not
+        under DEBUG, where reset_queries must empty the request thread's query log."""
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
         set_script_prefix(get_script_prefix(scope))
-        await self.send_signal(thread, signals.request_started.send, sender=self.__class__, scope=scope)
+        if thread.holds_connection():
+            await sync_to_async(signals.request_started.send)(sender=self.__class__, scope=scope)
         request, error_response = self.create_request(scope, body_file)
         if request is None:
             body_file.close()
