@@ -5,9 +5,9 @@ import re
 from typing import Any
 
 from adrf.views import APIView as AsyncAPIView
-from asgiref.sync import sync_to_async
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -81,7 +81,38 @@ def errors(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
     return {(status, "application/json"): ERRORS[status] for status in sorted({*EVERY_OPERATION, *statuses})}
 
 
-class GenerationCreateApi(AsyncAPIView):
+class OneHopApi(AsyncAPIView):
+    """An async API view whose database work, authentication included, runs in one thread hop of its
+    own, and whose answer Django sends without one.
+
+    adrf runs `initial` (authentication, permissions, throttles) in a thread hop before the handler,
+    and Django renders a DRF Response in another: here the handler runs `initial` in its own hop, and
+    the Response is rendered on the event loop (JSON, no I/O) into a plain HttpResponse, which Django
+    does not render again."""
+
+    async def async_dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        handler = getattr(self, request.method.lower(), None) if request.method else None
+        if not iscoroutinefunction(handler):  # OPTIONS, or a method the view does not take: adrf's way
+            return await super().async_dispatch(request, *args, **kwargs)
+        self.args, self.kwargs = args, kwargs
+        request = self.request = self.initialize_request(request, *args, **kwargs)
+        self.headers = self.default_response_headers
+        try:
+            response = await handler(request, *args, **kwargs)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        self.response = rendered(self.finalize_response(request, response, *args, **kwargs))
+        return self.response
+
+
+def rendered(response: HttpResponseBase) -> HttpResponseBase:
+    if not isinstance(response, Response):
+        return response  # a stream, or already plain
+    response.render()
+    return HttpResponse(response.content, status=response.status_code, headers=response.headers)
+
+
+class GenerationCreateApi(OneHopApi):
     renderer_classes = (JSONRenderer, EventStreamRenderer)  # sync streams answer text/event-stream
 
     @extend_schema(
@@ -134,21 +165,6 @@ class GenerationCreateApi(AsyncAPIView):
         for header, value in headers.items():
             response[header] = value
         return response
-
-    async def async_dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        """adrf's dispatch without its thread hop for `initial` on a POST: `admit` runs it in the
-        admission's own hop."""
-        if request.method != "POST":
-            return await super().async_dispatch(request, *args, **kwargs)
-        self.args, self.kwargs = args, kwargs
-        request = self.request = self.initialize_request(request, *args, **kwargs)
-        self.headers = self.default_response_headers
-        try:
-            response = await self.post(request)
-        except Exception as exc:
-            response = self.handle_exception(exc)
-        self.response = self.finalize_response(request, response, *args, **kwargs)
-        return self.response
 
     def admit(self, request: Request, task_id: str) -> Admitted:
         """Authentication, validation and admission in one thread hop, the connection back in the pool
@@ -217,15 +233,23 @@ def event_stream(
     return response
 
 
-class TaskDetailApi(APIView):
+class TaskDetailApi(OneHopApi):
     @extend_schema(
         operation_id="task_get",
         summary="Get a task",
         parameters=[TASK_ID],
         responses={(200, "application/json"): schema.TaskSchema, **errors(404)},
     )
-    def get(self, request: Request, task_id: str) -> Response:
-        return Response(task_as_api(task_get(tenant=request.auth, task_id=task_id_checked(task_id))))
+    async def get(self, request: Request, task_id: str) -> Response:
+        return Response(task_as_api(await sync_to_async(self.lookup)(request, task_id)))
+
+    def lookup(self, request: Request, task_id: str) -> Task:
+        """Authentication and the read in one thread hop, the connection back in the pool at its end."""
+        try:
+            self.initial(request)
+            return task_get(tenant=request.auth, task_id=task_id_checked(task_id))
+        finally:
+            connection_release()
 
 
 class GenerationModelListApi(APIView):
