@@ -1,8 +1,12 @@
 """Task events over PostgreSQL LISTEN/NOTIFY: task state changes and stream chunks.
 
 Publishers (the worker cluster) notify inside the transaction that makes the change, so an event is
-delivered exactly when the change is visible. A stream chunk's notification carries the chunk itself when
-it fits PostgreSQL's 8000-byte payload limit, so waiting clients get it from memory.
+delivered exactly when the change is visible. Payloads, first word the task id:
+- `<task id> <seq> <chunk JSON>`: a stored stream chunk, carried when it fits PostgreSQL's 8000-byte payload
+  limit (else `<task id> <seq>`), so waiting clients get it from memory;
+- `<task id> end <outcome JSON>`: the task finished; the JSON holds its status, result, error_code and
+  error_message as stored (the result as jsonb prints it), so a sync waiter answers without a read;
+- `<task id>`: the task changed (it finished with an outcome too large to carry).
 
 Each web process holds one LISTEN connection (per event loop) and fans notifications out in memory to its
 subscriptions: sync requests and SSE clients. No waiter relies on a notification alone: each re-reads the
@@ -31,6 +35,7 @@ CHANNEL = "foxgate_tasks"
 RECONNECT_SECONDS = 0.25  # short: after a database restart, events resume at once
 CONNECT_WAIT_SECONDS = 2.0
 PAYLOAD_LIMIT = 7900  # bytes; PostgreSQL refuses notification payloads of 8000 or more
+FINISHED = "end"  # the second word of a finished task's notification
 
 
 def chunk_payload(task_id: str, seq: int, data: str) -> str:
@@ -69,11 +74,15 @@ class Subscription:
         self.chunks: dict[int, str] = {}  # seq → chunk JSON, from notifications
         self.heard_of: int = -1  # the highest chunk seq announced, carried or not
         self.changed = False  # the task's state changed (it finished), or the listener reconnected
+        self.outcome: str | None = None  # the finished task's outcome JSON, when its notification carried it
 
     def hear(self, payload: str) -> None:
         parts = payload.split(" ", 2)
         if len(parts) == 1:
             self.changed = True
+        elif parts[1] == FINISHED:
+            self.changed = True
+            self.outcome = parts[2]
         else:
             seq = int(parts[1])
             self.heard_of = max(self.heard_of, seq)

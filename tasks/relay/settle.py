@@ -9,6 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from tasks.events import CHANNEL as EVENTS
+from tasks.events import FINISHED, PAYLOAD_LIMIT
 from tasks.models import Channel, Task, TaskAttempt
 from tasks.services import estimate_input_tokens
 from tenants.limits import LIMITS_SETTLE, limits_settle
@@ -99,7 +100,20 @@ breaker_close AS (
     WHERE id = %(channel)s AND circuit_state <> 'closed'
     RETURNING 1
 )"""
-NOTIFY = "SELECT pg_notify(%(events)s, id)::text FROM settled"  # sent when the statement commits
+# Sent when the statement commits. It carries the outcome a sync waiter answers with (tasks/events.py),
+# built here so that the result reads exactly as the stored jsonb does (its key order is jsonb's), when
+# it fits a notification; else the bare id, and the waiter reads the task.
+NOTIFY = """
+SELECT pg_notify(
+    %(events)s, CASE WHEN octet_length(outcome) <= %(payload_limit)s THEN outcome ELSE id END
+)::text
+FROM (
+    SELECT id, id || ' ' || %(finished)s || ' ' || json_build_object(
+        'status', %(status)s::text, 'result', %(result)s::jsonb,
+        'error_code', %(error_code)s::text, 'error_message', %(error_message)s::text
+    ) AS outcome
+    FROM settled
+) finished"""
 # Composed of constants only: every value is a bound parameter.
 SETTLE = f"{SETTLED}, {CREDITS_SETTLE}, {LIMITS_SETTLE}\n{NOTIFY}"
 SETTLE_SUCCESS = f"{SETTLED}, {CREDITS_SETTLE}, {LIMITS_SETTLE}, {SUCCEEDED}\n{NOTIFY}"
@@ -143,6 +157,8 @@ def task_finish(
         "finished_at": finished_at,
         "channel": channel.pk if channel is not None else None,
         "events": EVENTS,
+        "finished": FINISHED,
+        "payload_limit": PAYLOAD_LIMIT,
     }
     if attempt is not None:
         params |= {
