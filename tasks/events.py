@@ -13,7 +13,7 @@ subscriptions: sync requests and SSE clients. No waiter relies on a notification
 database after subscribing (unless it subscribed before the task existed, with the listener listening:
 then nothing about the task can have gone unheard), whenever it sees a gap or the listener reconnects, and
 at a slow safety interval, so a notification lost to a dropped connection delays it but never hangs it or
-loses a chunk.
+loses a chunk. The same connection hears catalog changes, for the process's catalog (tasks/catalog.py).
 """
 
 import asyncio
@@ -28,6 +28,8 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 
 from foxgate.database import direct_conninfo
+from tasks.catalog import CHANNEL as CATALOG
+from tasks.catalog import catalog
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +103,12 @@ class Listener:
     def __init__(self) -> None:
         self.subscriptions: dict[str, set[Subscription]] = defaultdict(set)
         self.listening = asyncio.Event()
-        self.runner = asyncio.get_running_loop().create_task(self._run(), name="foxgate-task-listener")
+        self.loop = asyncio.get_running_loop()
+        self.runner = self.loop.create_task(self._run(), name="foxgate-task-listener")
+
+    def hears(self) -> bool:
+        """Connected, and its loop running to take what arrives (tasks/catalog.py asks, from any thread)."""
+        return self.listening.is_set() and self.loop.is_running()
 
     async def _run(self) -> None:
         connected = True  # so the first failure is logged, and not each retry while the database is away
@@ -111,12 +118,20 @@ class Listener:
                 connected = True
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
-                    self.listening.set()
-                    self._everyone_missed_something()  # what happened while we were not listening
-                    async for notify in conn.notifies():
-                        task_id = notify.payload.split(" ", 1)[0]
-                        for subscription in self.subscriptions.get(task_id, ()):
-                            subscription.hear(notify.payload)
+                    await conn.execute(f"LISTEN {CATALOG}")
+                    catalog.listener_started(self)
+                    try:
+                        self.listening.set()
+                        self._everyone_missed_something()  # what happened while we were not listening
+                        async for notify in conn.notifies():
+                            if notify.channel == CATALOG:
+                                catalog.changed()
+                                continue
+                            task_id = notify.payload.split(" ", 1)[0]
+                            for subscription in self.subscriptions.get(task_id, ()):
+                                subscription.hear(notify.payload)
+                    finally:
+                        catalog.listener_stopped(self)
             except asyncio.CancelledError:
                 raise
             except psycopg.OperationalError as error:
