@@ -8,8 +8,8 @@ Every write to those tables NOTIFYs CHANNEL in its own transaction (a trigger, t
 forgets everything when it hears one. Entries are kept and used only while a listener hears (connected,
 its event loop running): when none does (before the first one connects, while the database is away, in a
 management command or a worker), a notification could go unheard, so every submit reads the database, as
-it does for an entry not kept yet. Nor is a read made inside a transaction kept: it may see that
-transaction's own writes, which a rollback takes back without a notification.
+it does for an entry not kept yet. A submit inside a transaction neither uses nor fills it
+(tasks/services.py price_current): the transaction may have written the catalog itself.
 A read that raced a change is not kept: each read is stamped with the generation it started in, and a
 change moves the generation on. An entry is also read again after MAX_AGE_SECONDS.
 """

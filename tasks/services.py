@@ -146,9 +146,12 @@ def price_current(*, name: str, group: str, tenant: Tenant) -> Price | None:
 
     Annotated with `tenant_has_overrides` and `channel_closed` (an enabled channel with a closed
     breaker serves the model, so routing's channels_available would list it). From this process's
-    catalog (tasks/catalog.py) when it holds both, else read, and kept when read outside a transaction
-    (one inside may have seen its own catalog writes, which a rollback takes back unannounced)."""
-    kept, has_overrides = catalog.price(name, group), catalog.has_overrides(tenant.pk)
+    catalog (tasks/catalog.py) when it holds both, else read and kept. Inside a transaction the catalog
+    is neither used nor filled: the transaction may have changed the catalog itself, which its reads see
+    at once and a rollback takes back without a notification."""
+    outside = not connection.in_atomic_block
+    kept = catalog.price(name, group) if outside else None
+    has_overrides = catalog.has_overrides(tenant.pk) if outside else None
     if kept is not None and has_overrides is not None:
         price, channel_closed = kept
         price = copy.copy(price)  # the kept one is shared by concurrent submits of other tenants
@@ -158,7 +161,7 @@ def price_current(*, name: str, group: str, tenant: Tenant) -> Price | None:
         if read is None:
             return None  # unknown or unpriced: rare, and answered by the statements that say which
         price, has_overrides, channel_closed = read
-        if not connection.in_atomic_block:
+        if outside:
             catalog.keep(
                 stamp,
                 name=name,

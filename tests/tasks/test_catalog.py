@@ -8,11 +8,12 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
-from tasks.catalog import Catalog
+from tasks.catalog import Catalog, catalog
 from tasks.models import Channel, Model, Price, Task
-from tasks.services import channel_update, model_update, price_set
+from tasks.services import channel_update, model_update, price_current, price_set
 from tenants.models import ApiKey
 from tenants.services import override_add
 
@@ -131,3 +132,22 @@ def test_a_read_that_a_change_overtook_is_not_kept_and_a_change_forgets_everythi
     assert kept_after(catalog)
     catalog.changed()
     assert catalog.price("fake-model", "") is None and catalog.has_overrides(1) is None
+
+
+@pytest.fixture
+def hearing():
+    """This process's catalog, as if its event listener heard every change."""
+    ear = Ear()
+    catalog.listener_started(ear)
+    yield catalog
+    catalog.listener_stopped(ear)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submit_inside_a_transaction_reads_the_price_that_transaction_set(priced_model, tenant, hearing):
+    first = price_current(name=priced_model.name, group="", tenant=tenant)
+    assert hearing.price(priced_model.name, "") is not None  # kept, from outside a transaction
+    with transaction.atomic():
+        price_set(model_name=priced_model.name, input_per_million=Decimal(5), output_per_million=Decimal(5))
+        inside = price_current(name=priced_model.name, group="", tenant=tenant)
+    assert (first.version, inside.version) == (1, 2)
