@@ -4,9 +4,10 @@ Publishers (the worker cluster) notify inside the transaction that makes the cha
 delivered exactly when the change is visible. Payloads, first word the task id:
 - `<task id> <seq> <chunk JSON>`: a stored stream chunk, carried when it fits PostgreSQL's 8000-byte payload
   limit (else `<task id> <seq>`), so waiting clients get it from memory;
-- `<task id> end <outcome JSON>`: the task finished; the JSON holds its status, result, error_code and
-  error_message as stored (the result as jsonb prints it), so a sync waiter answers without a read;
-- `<task id>`: the task changed (it finished with an outcome too large to carry).
+- `<task id> end <outcome JSON>`: a sync request's task finished; the JSON holds its status, result,
+  error_code and error_message as stored (the result as jsonb prints it), so its waiter answers without
+  a read;
+- `<task id>`: the task finished (any other task, or one whose outcome was too large to carry).
 
 Each web process holds one LISTEN connection (per event loop) and fans notifications out in memory to its
 subscriptions: sync requests and SSE clients. No waiter relies on a notification alone: each re-reads the
