@@ -1,15 +1,20 @@
 """Task events over PostgreSQL LISTEN/NOTIFY: task state changes and stream chunks.
 
 Publishers (the worker cluster) notify inside the transaction that makes the change, so an event is
-delivered exactly when the change is visible. A stream chunk's notification carries the chunk itself when
-it fits PostgreSQL's 8000-byte payload limit, so waiting clients get it from memory.
+delivered exactly when the change is visible. Payloads, first word the task id:
+- `<task id> <seq> <chunk JSON>`: a stored stream chunk, carried when it fits PostgreSQL's 8000-byte payload
+  limit (else `<task id> <seq>`), so waiting clients get it from memory;
+- `<task id> end <outcome JSON>`: a sync request's task finished; the JSON holds its status, result,
+  error_code and error_message as stored (the result as jsonb prints it), so its waiter answers without
+  a read;
+- `<task id>`: the task finished (any other task, or one whose outcome was too large to carry).
 
 Each web process holds one LISTEN connection (per event loop) and fans notifications out in memory to its
 subscriptions: sync requests and SSE clients. No waiter relies on a notification alone: each re-reads the
 database after subscribing (unless it subscribed before the task existed, with the listener listening:
 then nothing about the task can have gone unheard), whenever it sees a gap or the listener reconnects, and
 at a slow safety interval, so a notification lost to a dropped connection delays it but never hangs it or
-loses a chunk.
+loses a chunk. The same connection hears catalog changes, for the process's catalog (tasks/catalog.py).
 """
 
 import asyncio
@@ -24,6 +29,8 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 
 from foxgate.database import direct_conninfo
+from tasks.catalog import CHANNEL as CATALOG
+from tasks.catalog import catalog
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +38,7 @@ CHANNEL = "foxgate_tasks"
 RECONNECT_SECONDS = 0.25  # short: after a database restart, events resume at once
 CONNECT_WAIT_SECONDS = 2.0
 PAYLOAD_LIMIT = 7900  # bytes; PostgreSQL refuses notification payloads of 8000 or more
+FINISHED = "end"  # the second word of a finished task's notification
 
 
 def chunk_payload(task_id: str, seq: int, data: str) -> str:
@@ -69,11 +77,15 @@ class Subscription:
         self.chunks: dict[int, str] = {}  # seq → chunk JSON, from notifications
         self.heard_of: int = -1  # the highest chunk seq announced, carried or not
         self.changed = False  # the task's state changed (it finished), or the listener reconnected
+        self.outcome: str | None = None  # the finished task's outcome JSON, when its notification carried it
 
     def hear(self, payload: str) -> None:
         parts = payload.split(" ", 2)
         if len(parts) == 1:
             self.changed = True
+        elif parts[1] == FINISHED:
+            self.changed = True
+            self.outcome = parts[2]
         else:
             seq = int(parts[1])
             self.heard_of = max(self.heard_of, seq)
@@ -92,7 +104,12 @@ class Listener:
     def __init__(self) -> None:
         self.subscriptions: dict[str, set[Subscription]] = defaultdict(set)
         self.listening = asyncio.Event()
-        self.runner = asyncio.get_running_loop().create_task(self._run(), name="foxgate-task-listener")
+        self.loop = asyncio.get_running_loop()
+        self.runner = self.loop.create_task(self._run(), name="foxgate-task-listener")
+
+    def hears(self) -> bool:
+        """Connected, and its loop running to take what arrives (tasks/catalog.py asks, from any thread)."""
+        return self.listening.is_set() and self.loop.is_running()
 
     async def _run(self) -> None:
         connected = True  # so the first failure is logged, and not each retry while the database is away
@@ -102,12 +119,20 @@ class Listener:
                 connected = True
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
-                    self.listening.set()
-                    self._everyone_missed_something()  # what happened while we were not listening
-                    async for notify in conn.notifies():
-                        task_id = notify.payload.split(" ", 1)[0]
-                        for subscription in self.subscriptions.get(task_id, ()):
-                            subscription.hear(notify.payload)
+                    await conn.execute(f"LISTEN {CATALOG}")
+                    catalog.listener_started(self)
+                    try:
+                        self.listening.set()
+                        self._everyone_missed_something()  # what happened while we were not listening
+                        async for notify in conn.notifies():
+                            if notify.channel == CATALOG:
+                                catalog.changed()
+                                continue
+                            task_id = notify.payload.split(" ", 1)[0]
+                            for subscription in self.subscriptions.get(task_id, ()):
+                                subscription.hear(notify.payload)
+                    finally:
+                        catalog.listener_stopped(self)
             except asyncio.CancelledError:
                 raise
             except psycopg.OperationalError as error:

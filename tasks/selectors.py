@@ -2,6 +2,8 @@
 
 import asyncio
 import contextlib
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -60,23 +62,40 @@ def task_get(*, tenant: Tenant, task_id: str) -> Task:
     return task
 
 
-async def task_wait(*, task_id: str, heard: Subscription, timeout: float) -> Task:
+@dataclass(frozen=True, slots=True)
+class TaskOutcome:
+    """What a sync answer needs of a task: its state, result and error."""
+
+    status: str
+    result: dict | None
+    error_code: str
+    error_message: str
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in Task.FINISHED
+
+
+async def task_wait(*, task_id: str, heard: Subscription, timeout: float) -> TaskOutcome:
     """The task once it has finished, or as it stands after `timeout` seconds.
 
     `heard` subscribed to the task's events before the task was committed, so while the listener stays
-    connected no notification of it can be missed, and the task is read only when one arrives. It is
-    read at once as well if the listener was not listening then, whenever the listener says it may have
-    missed something, and every RECHECK_SECONDS: a lost notification costs a few seconds, never a hang."""
+    connected no notification of it can be missed, and the task is read only when one arrives, and not
+    even then when the notification carried the outcome (tasks/events.py). It is read at once as well if
+    the listener was not listening then, whenever the listener says it may have missed something, and
+    every RECHECK_SECONDS: a lost notification costs a few seconds, never a hang."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     must_read = heard.changed
     while True:
+        if heard.outcome is not None:
+            return TaskOutcome(**json.loads(heard.outcome))
         if must_read:
             heard.changed = False
             heard.chunks.clear()  # a sync waiter wants the end, not the chunks
-            task = await sync_to_async(task_outcome)(task_id=task_id)
-            if task.is_finished or deadline - loop.time() <= 0:
-                return task
+            outcome = await sync_to_async(task_outcome)(task_id=task_id)
+            if outcome.is_finished or deadline - loop.time() <= 0:
+                return outcome
         heard.wake.clear()
         if not heard.changed:  # else it was announced while we read: read again at once
             with contextlib.suppress(TimeoutError):
@@ -86,11 +105,12 @@ async def task_wait(*, task_id: str, heard: Subscription, timeout: float) -> Tas
         must_read = True  # woken, or the safety interval or the deadline passed
 
 
-def task_outcome(*, task_id: str) -> Task:
-    """What a sync answer needs of a task (its state, result and error), and the connection back to the
-    pool in the same thread hop: the waiter may wait minutes more, and must not hold one meanwhile."""
+def task_outcome(*, task_id: str) -> TaskOutcome:
+    """The task's outcome as it stands, and the connection back to the pool in the same thread hop: the
+    waiter may wait minutes more, and must not hold one meanwhile."""
     try:
-        return Task.objects.only("status", "result", "error_code", "error_message").get(pk=task_id)
+        fields = ("status", "result", "error_code", "error_message")
+        return TaskOutcome(*Task.objects.filter(pk=task_id).values_list(*fields).get())
     finally:
         connection_release()
 

@@ -1,5 +1,6 @@
 """Workflows of a task: admission in the web tier, execution in the worker cluster."""
 
+import copy
 import functools
 import logging
 import math
@@ -18,6 +19,7 @@ from django_q.signing import SignedPackage
 
 from foxgate.database import prepared_cursor
 from foxgate.errors import InvalidParam, PermissionDenied, ServiceUnavailable
+from tasks.catalog import catalog
 from tasks.model_rules import default_capabilities, rules_check
 from tasks.models import Channel, Model, Price, Task, TaskAttempt, new_task_id
 from tasks.routing import channels_available
@@ -140,13 +142,44 @@ def job_row(func: str, *args: Any, task_name: str) -> Alongside:
 
 
 def price_current(*, name: str, group: str, tenant: Tenant) -> Price | None:
-    """Model.current_price of the enabled model called `name`, with its model, in one statement: the
-    latest price of the tenant's group, else the latest price for every group.
+    """Model.current_price of the enabled model called `name`, with its model: the latest price of the
+    tenant's group, else the latest price for every group.
 
     Annotated with `tenant_has_overrides` and `channel_closed` (an enabled channel with a closed
-    breaker serves the model, so routing's channels_available would list it). The statement is written
-    once per process: building it with the ORM cost more CPU than the rest of the admission (~3 ms per
-    submit on the benchmark machine, bench/results/admit.md)."""
+    breaker serves the model, so routing's channels_available would list it). From this process's
+    catalog (tasks/catalog.py) when it holds both, else read and kept. Inside a transaction the catalog
+    is neither used nor filled: the transaction may have changed the catalog itself, which its reads see
+    at once and a rollback takes back without a notification."""
+    outside = not connection.in_atomic_block
+    kept = catalog.price(name, group) if outside else None
+    has_overrides = catalog.has_overrides(tenant.pk) if outside else None
+    if kept is not None and has_overrides is not None:
+        price, channel_closed = kept
+        price = copy.copy(price)  # the kept one is shared by concurrent submits of other tenants
+    else:
+        stamp = catalog.generation()
+        read = _price_read(name=name, group=group, tenant=tenant)
+        if read is None:
+            return None  # unknown or unpriced: rare, and answered by the statements that say which
+        price, has_overrides, channel_closed = read
+        if outside:
+            catalog.keep(
+                stamp,
+                name=name,
+                group=group,
+                price=copy.copy(price),
+                channel_closed=channel_closed,
+                tenant_id=tenant.pk,
+                has_overrides=has_overrides,
+            )
+    price.tenant_has_overrides, price.channel_closed = has_overrides, channel_closed
+    return price
+
+
+def _price_read(*, name: str, group: str, tenant: Tenant) -> tuple[Price, bool, bool] | None:
+    """price_current's answer from the database, in one statement: (price, tenant has overrides, closed
+    channel). The statement is written once per process: building it with the ORM cost more CPU than the
+    rest of the admission (~3 ms per submit on the benchmark machine, bench/results/admit.md)."""
     with prepared_cursor() as cursor:
         cursor.execute(_price_current_sql(), [tenant.pk, Channel.Circuit.CLOSED, name, group])
         row = cursor.fetchone()
@@ -155,8 +188,7 @@ def price_current(*, name: str, group: str, tenant: Tenant) -> Price | None:
     price_fields, model_fields = Price._meta.concrete_fields, Model._meta.concrete_fields
     price = _from_row(Price, price_fields, row[: len(price_fields)])
     price.model = _from_row(Model, model_fields, row[len(price_fields) : -2])
-    price.tenant_has_overrides, price.channel_closed = row[-2:]
-    return price
+    return price, row[-2], row[-1]
 
 
 @functools.cache

@@ -150,12 +150,12 @@ class GenerationCreateApi(OneHopApi):
                 return event_stream(task.id, offset=0, headers=headers)
             # The task runs in the worker cluster whatever happens here: if this client goes away, the
             # wait is cancelled and the result stays available from GET /v1/tasks/{id}.
-            task = await task_wait(task_id=task.id, heard=heard, timeout=settings.SYNC_WAIT_SECONDS)
-        if task.status == Task.Status.COMPLETED:
-            return Response(task.result, headers=headers)
+            outcome = await task_wait(task_id=task.id, heard=heard, timeout=settings.SYNC_WAIT_SECONDS)
+        if outcome.status == Task.Status.COMPLETED:
+            return Response(outcome.result, headers=headers)
         error = (
-            TaskFailed(task.error_code, task.error_message)
-            if task.status == Task.Status.FAILED
+            TaskFailed(outcome.error_code, outcome.error_message)
+            if outcome.status == Task.Status.FAILED
             else StillRunning(
                 f"The task is still running after {settings.SYNC_WAIT_SECONDS:g}s; "
                 f"poll GET /v1/tasks/{task.id} for its result."

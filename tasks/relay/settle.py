@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from foxgate.database import prepared_cursor
 from tasks.events import CHANNEL as EVENTS
+from tasks.events import FINISHED, PAYLOAD_LIMIT
 from tasks.models import Channel, Task, TaskAttempt
 from tasks.services import estimate_input_tokens
 from tenants.limits import LIMITS_SETTLE, limits_settle
@@ -99,7 +100,22 @@ breaker_close AS (
     WHERE id = %(channel)s AND circuit_state <> 'closed'
     RETURNING 1
 )"""
-NOTIFY = "SELECT pg_notify(%(events)s, id)::text FROM settled"  # sent when the statement commits
+# Sent when the statement commits. For a sync request's task it carries the outcome its waiter answers
+# with (tasks/events.py), built here so that the result reads exactly as the stored jsonb does (its key
+# order is jsonb's), when it fits a notification; else, and for every other task, the bare id. OFFSET 0
+# keeps PostgreSQL from pulling the subquery up, which would build the outcome once per mention.
+NOTIFY = """
+SELECT pg_notify(
+    %(events)s, CASE WHEN octet_length(outcome) <= %(payload_limit)s THEN outcome ELSE id END
+)::text
+FROM (
+    SELECT id, CASE WHEN %(carry_outcome)s THEN id || ' ' || %(finished)s || ' ' || json_build_object(
+        'status', %(status)s::text, 'result', %(result)s::jsonb,
+        'error_code', %(error_code)s::text, 'error_message', %(error_message)s::text
+    ) END AS outcome
+    FROM settled
+    OFFSET 0
+) finished"""
 # Composed of constants only: every value is a bound parameter.
 SETTLE = f"{SETTLED}, {CREDITS_SETTLE}, {LIMITS_SETTLE}\n{NOTIFY}"
 SETTLE_SUCCESS = f"{SETTLED}, {CREDITS_SETTLE}, {LIMITS_SETTLE}, {SUCCEEDED}\n{NOTIFY}"
@@ -143,6 +159,9 @@ def task_finish(
         "finished_at": finished_at,
         "channel": channel.pk if channel is not None else None,
         "events": EVENTS,
+        "carry_outcome": task.sync and not task.stream,  # only a sync waiter answers from it
+        "finished": FINISHED,
+        "payload_limit": PAYLOAD_LIMIT,
     }
     if attempt is not None:
         params |= {

@@ -24,6 +24,17 @@ def test_sync_returns_the_bare_chat_completion_with_the_task_id(stack, stack_api
     assert task["status"] == "completed" and task["results"][0] == response.json()
 
 
+def test_sync_answer_is_byte_for_byte_the_result_the_task_shows(stack, stack_api):
+    """The answer comes from the settlement's notification; it must read exactly as GET /v1/tasks/{id}
+    shows the stored result (the same keys in the same order, the same characters)."""
+    response = stack_api.post(
+        "/v1/llm/generations", json={"model": "fake-model", "prompt": 'héllo ✓ "quoted"', "sync": True}
+    )
+    assert response.status_code == 200
+    shown = stack_api.get(f"/v1/tasks/{response.headers['X-Task-Id']}").content
+    assert b'"results":[' + response.content + b"]" in shown
+
+
 def test_sync_answers_as_soon_as_the_task_finishes(stack, stack_api):
     """Woken by the task's notification, not by a slow re-read: well under the 5 s safety interval."""
     httpx.post(f"{stack.fake_url}/_fake/config", json={"latency": 1.0})
