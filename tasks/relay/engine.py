@@ -38,7 +38,15 @@ from foxgate.logs import set_tenant, task_context
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
 from tasks.relay.calls import CallOutcome, StreamAssembly
 from tasks.relay.chunks import ChunkConnections, ChunkWriter
-from tasks.relay.providers import RELAYS, Relay, Upstream, UpstreamError, UpstreamRequest, http_client
+from tasks.relay.providers import (
+    RELAYS,
+    Relay,
+    Upstream,
+    UpstreamError,
+    UpstreamRequest,
+    http_client,
+    pooled_client,
+)
 from tasks.relay.reclaim import leases_reclaim, leases_renew, tasks_hand_back
 from tasks.relay.settle import ATTEMPT_END_FIELDS, task_fail, task_finish
 from tasks.routing import attempt_start, breaker_failure
@@ -415,10 +423,7 @@ class Engine:
         self.rt = Runtime(
             db=self._db,
             # max_connections above the slot count: a generation holds at most one upstream connection.
-            client=httpx.AsyncClient(
-                timeout=settings.UPSTREAM_TIMEOUT,
-                limits=httpx.Limits(max_connections=concurrency + 16, max_keepalive_connections=concurrency),
-            ),
+            client=pooled_client(max_connections=concurrency + 16, max_keepalive_connections=concurrency),
             owner=f"{socket.gethostname()}:{os.getpid()}",
             chunks=ChunkConnections(chunk_connections),
         )
