@@ -38,7 +38,15 @@ from foxgate.logs import set_tenant, task_context
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
 from tasks.relay.calls import CallOutcome, StreamAssembly
 from tasks.relay.chunks import ChunkConnections, ChunkWriter
-from tasks.relay.providers import RELAYS, Relay, Upstream, UpstreamError, UpstreamRequest, http_client
+from tasks.relay.providers import (
+    RELAYS,
+    Relay,
+    Upstream,
+    UpstreamError,
+    UpstreamRequest,
+    http_client,
+    pooled_client,
+)
 from tasks.relay.reclaim import leases_reclaim, leases_renew, tasks_hand_back
 from tasks.relay.settle import ATTEMPT_END_FIELDS, task_fail, task_finish
 from tasks.routing import attempt_start, breaker_failure
@@ -75,18 +83,26 @@ class Claim:
     channels: list[Channel]  # enabled channels serving the task's model, as routing reads them
     failed: set[int]  # channels an earlier run of this task already saw fail
     chunks_stored: int  # stream chunks earlier attempts stored: numbering continues after them
+    # The first attempt_start's answer, opened on the claim's trip to the database (task_claim_open);
+    # None when the run opens its first attempt itself.
+    opened: tuple[TaskAttempt | None, bool] | None = None
 
 
 # One statement claims the task and reads what its run needs. The channels come as JSON with the columns
 # routing and the providers read (tasks/routing.py, relay_for, upstream_request); the rest are deferred.
 # An earlier run's attempt left open (its process died) says nothing about its channel, so it does not
 # count as failed; neither does one the worker itself gave up (internal_error).
-CLAIM = """
+# The task's columns are named, not `*`: its row is read by position (building the cursor's description
+# of ~30 columns was ~8 % of a worker loop's time), and a column a migration adds while the cluster runs
+# leaves the prepared statement's result as it was.
+TASK_FIELDS = Task._meta.concrete_fields
+_TASK_COLUMNS = ", ".join(f'"{field.column}"' for field in TASK_FIELDS)
+CLAIM = f"""
 WITH claimed AS (
     UPDATE tasks_task SET status = 'processing', progress = 1, started_at = %(now)s,
         lease_owner = %(owner)s, lease_expires_at = %(expires)s
     WHERE id = %(task)s AND status = 'pending'
-    RETURNING *
+    RETURNING {_TASK_COLUMNS}
 )
 SELECT claimed.*, m.name AS model_name, tn.slug AS tenant_slug,
     p.input_per_million, p.cached_input_per_million, p.output_per_million,
@@ -113,7 +129,7 @@ FROM claimed
 JOIN tasks_model m ON m.id = claimed.catalog_model_id
 JOIN tenants_tenant tn ON tn.id = claimed.tenant_id
 JOIN tasks_price p ON p.id = claimed.price_id
-"""
+"""  # noqa: S608 - the column names are the model's
 
 
 def task_claim(*, task_id: str, owner: str) -> Claim | None:
@@ -132,22 +148,44 @@ def task_claim(*, task_id: str, owner: str) -> Claim | None:
     with prepared_cursor() as cursor:
         cursor.execute(CLAIM, params)
         row = cursor.fetchone()
-        if row is None:
-            return None
-        names = [column.name for column in cursor.description]
-    columns = len(Task._meta.concrete_fields)  # claimed.* comes first
-    task = _from_db(Task, dict(zip(names[:columns], row[:columns], strict=True)))
-    read = dict(zip(names[columns:], row[columns:], strict=True))
-    task.catalog_model = _from_db(Model, {"id": task.catalog_model_id, "name": read["model_name"]})
-    task.tenant = _from_db(Tenant, {"id": task.tenant_id, "slug": read["tenant_slug"]})
-    prices = ("input_per_million", "cached_input_per_million", "output_per_million")
-    task.price = _from_db(Price, {"id": task.price_id, **{name: read[name] for name in prices}})
+    if row is None:
+        return None
+    # By position: the task's columns (TASK_FIELDS), then CLAIM's others in the order it lists them.
+    task = _from_db(Task, dict(zip([field.attname for field in TASK_FIELDS], row, strict=False)))
+    model_name, tenant_slug, input_price, cached_price, output_price, failed, chunks_stored, channels = row[
+        len(TASK_FIELDS) :
+    ]
+    task.catalog_model = _from_db(Model, {"id": task.catalog_model_id, "name": model_name})
+    task.tenant = _from_db(Tenant, {"id": task.tenant_id, "slug": tenant_slug})
+    task.price = _from_db(
+        Price,
+        {
+            "id": task.price_id,
+            "input_per_million": input_price,
+            "cached_input_per_million": cached_price,
+            "output_per_million": output_price,
+        },
+    )
     return Claim(
         task=task,
-        channels=[_from_json(Channel, values) for values in json.loads(read["channels"])],
-        failed=set(read["channels_failed"]),
-        chunks_stored=read["chunks_stored"],
+        channels=[_from_json(Channel, values) for values in json.loads(channels)],
+        failed=set(failed),
+        chunks_stored=chunks_stored,
     )
+
+
+def task_claim_open(*, task_id: str, owner: str) -> Claim | None:
+    """task_claim, then the first attempt_start, in one trip off the loop: a hop between the loop and a
+    relay thread costs a worker about what a statement does. When the database goes away between the
+    two, the claim still holds and the run opens its attempt itself, through Engine._db's retries."""
+    claim = task_claim(task_id=task_id, owner=owner)
+    # A rerun whose earlier runs used up MAX_ATTEMPTS makes no call (_attempts): open no attempt for it.
+    if claim is not None and len(claim.failed) < settings.MAX_ATTEMPTS:
+        try:
+            claim.opened = attempt_start(task=claim.task, exclude=claim.failed, channels=claim.channels)
+        except DATABASE_OUTAGE:
+            _drop_if_broken()
+    return claim
 
 
 def _from_db(model: type[M], values: dict[str, Any]) -> M:
@@ -177,7 +215,7 @@ async def generation_run(task_id: str, rt: Runtime) -> None:
     """Run a task: call channels until one answers, at most MAX_ATTEMPTS calls, each on a channel this
     task has not tried, within TASK_DEADLINE_SECONDS. A permanent error fails the task at once, and so
     does any error once streamed output has reached clients (they cannot be given a second answer)."""
-    claim = await rt.db(task_claim, task_id=task_id, owner=rt.owner)
+    claim = await rt.db(task_claim_open, task_id=task_id, owner=rt.owner)
     if claim is None:
         logger.info("task %s already claimed; skipping redelivery", task_id)
         return
@@ -201,9 +239,12 @@ async def _attempts(claim: Claim, rt: Runtime) -> None:
     # The claim's snapshot of the channels serves the first pick; a failover or a retry reads them
     # afresh, since the failure that caused it may have moved a breaker.
     channels: list[Channel] | None = claim.channels
+    opened = claim.opened
     while calls < settings.MAX_ATTEMPTS and time.monotonic() < deadline:
-        attempt, busy = await rt.db(attempt_start, task=task, exclude=tried, channels=channels)
-        channels = None
+        if opened is None:
+            opened = await rt.db(attempt_start, task=task, exclude=tried, channels=channels)
+        attempt, busy = opened
+        opened = channels = None
         if attempt is None:
             if busy:  # every channel left is at its max concurrency: wait for a slot
                 await asyncio.sleep(CHANNEL_BUSY_WAIT_SECONDS)
@@ -382,10 +423,7 @@ class Engine:
         self.rt = Runtime(
             db=self._db,
             # max_connections above the slot count: a generation holds at most one upstream connection.
-            client=httpx.AsyncClient(
-                timeout=settings.UPSTREAM_TIMEOUT,
-                limits=httpx.Limits(max_connections=concurrency + 16, max_keepalive_connections=concurrency),
-            ),
+            client=pooled_client(max_connections=concurrency + 16, max_keepalive_connections=concurrency),
             owner=f"{socket.gethostname()}:{os.getpid()}",
             chunks=ChunkConnections(chunk_connections),
         )
@@ -514,9 +552,13 @@ def _db_call(fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
     try:
         return fn(*args, **kwargs)
     except Exception:
-        if connection.connection is not None and not connection.is_usable():
-            connection.close()
+        _drop_if_broken()
         raise
+
+
+def _drop_if_broken() -> None:
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
 
 
 _engine: Engine | None = None

@@ -142,7 +142,7 @@ def test_a_column_added_by_a_migration_while_processes_run_does_not_fail_their_c
     api, openai_channel, persistent_connection
 ):
     first, second, third = submitted(api), submitted(api), submitted(api)
-    task_run(first)  # the claim, which returns the task row's every column, is prepared
+    task_run(first)  # the claim, which returns the task row's every column by name, is prepared
     # `foxgate migrate`, from another machine
     with psycopg.connect(**direct_conninfo(), autocommit=True) as migrate:
         migrate.execute("ALTER TABLE tasks_task ADD COLUMN added_by_an_upgrade integer")
@@ -151,7 +151,7 @@ def test_a_column_added_by_a_migration_while_processes_run_does_not_fail_their_c
         task_run(third)
         statuses = Task.objects.filter(pk__in=[second, third]).values_list("status", flat=True)
         assert list(statuses) == [Task.Status.COMPLETED] * 2
-        assert cluster_prepared()["claim"] == [1]  # prepared again on the new schema
+        assert cluster_prepared()["claim"] == [3]  # still the statement prepared on the old schema
     finally:
         with psycopg.connect(**direct_conninfo(), autocommit=True) as migrate:
             migrate.execute("ALTER TABLE tasks_task DROP COLUMN added_by_an_upgrade")

@@ -12,6 +12,7 @@ from django.utils import timezone
 from foxgate.fakes.openai import FakeOpenAI
 from tasks.jobs import task_run
 from tasks.models import Channel, Task, TaskAttempt
+from tasks.relay import engine
 from tasks.relay.settle import task_fail
 from tasks.services import channel_add, price_set
 from tenants.models import ApiKey, LedgerEntry, RateEvent, Tenant
@@ -63,6 +64,71 @@ def test_a_successful_generation_is_three_statements_claim_attempt_settle(api, t
     assert lines["capture"] + lines["release"] == -task.credits_reserved
     attempt = TaskAttempt.objects.get(task=task)
     assert attempt.finished_at is not None and attempt.http_status == 200 and attempt.error_code == ""
+
+
+def test_a_successful_generation_leaves_its_loop_twice_claim_with_attempt_then_settlement(
+    api, openai_channel, monkeypatch
+):
+    trips = []
+    on_calling_thread = engine._on_calling_thread
+
+    async def counted(fn, *args, **kwargs):
+        trips.append(fn.__name__)
+        return await on_calling_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "_on_calling_thread", counted)
+    task_id = submit(api)
+    task_run(task_id)
+    assert trips == ["task_claim_open", "attempt_settle"]
+    assert Task.objects.get(pk=task_id).status == "completed"
+    assert TaskAttempt.objects.get(task_id=task_id).finished_at is not None
+
+
+def test_the_claim_reads_the_task_as_the_orm_does(api, openai_channel):
+    task_id = submit(api, max_tokens=100, temperature=0.5)
+    claim = engine.task_claim(task_id=task_id, owner="test-host:1")
+    stored = Task.objects.get(pk=task_id)
+    names = [field.attname for field in Task._meta.concrete_fields]
+    assert {name: getattr(claim.task, name) for name in names} == {
+        name: getattr(stored, name) for name in names
+    }
+    assert (claim.task.status, claim.task.lease_owner) == ("processing", "test-host:1")
+    assert claim.task.request["max_tokens"] == 100 and claim.task.request["temperature"] == 0.5
+    assert (claim.task.catalog_model.name, claim.task.tenant.slug) == ("fake-model", "acme")
+    price = claim.task.price
+    assert (price.input_per_million, price.output_per_million) == (Decimal(1), Decimal(2))
+    assert [channel.pk for channel in claim.channels] == [openai_channel.pk]
+    assert (claim.failed, claim.chunks_stored) == (set(), 0)
+
+
+def test_a_rerun_whose_runs_used_every_attempt_opens_none_and_calls_no_channel(
+    api, openai_channel, fake_openai, settings
+):
+    settings.MAX_ATTEMPTS = 1
+    task_id = submit(api)
+    second = channel_add(
+        name="second",
+        provider="openai",
+        base_url=fake_openai.base_url,
+        api_key="",
+        model_names=["fake-model"],
+    )
+    # An earlier run's one call failed on the first channel; the second could still serve.
+    TaskAttempt.objects.create(
+        task_id=task_id,
+        channel=openai_channel,
+        number=1,
+        finished_at=timezone.now(),
+        http_status=503,
+        error_code="upstream_error",
+        error_message="upstream answered 503",
+    )
+    task_run(task_id)
+    task = Task.objects.get(pk=task_id)
+    assert (task.status, task.error_code) == ("failed", "all_platforms_exhausted")
+    assert not TaskAttempt.objects.filter(task_id=task_id, finished_at__isnull=True).exists()
+    assert not TaskAttempt.objects.filter(channel=second).exists()
+    assert fake_openai.requests == []
 
 
 def test_settling_a_finished_task_again_changes_nothing(api, issued_key, openai_channel):
