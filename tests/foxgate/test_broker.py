@@ -100,6 +100,39 @@ def test_a_lone_acknowledged_job_leaves_the_queue_without_waiting_for_others(bro
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_full_batch_of_acknowledged_jobs_leaves_the_queue_without_waiting_for_the_tick(broker, monkeypatch):
+    monkeypatch.setattr(foxgate.broker, "ACK_FLUSH_SECONDS", 3600)  # only a full batch is deleted early
+    monkeypatch.setattr(foxgate.broker, "ACK_FLUSH_ROWS", 5)
+    rows = [broker.enqueue(f"job {n}") for n in range(5)]
+    for row_id in rows:
+        broker.acknowledge(row_id)
+    wait_for(lambda: queued(*rows) == 0, 10, "a full batch waited for the tick")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_jobs_acknowledged_while_a_flush_runs_leave_the_queue_without_another_acknowledgement(
+    broker, monkeypatch
+):
+    first, second = broker.enqueue("job 0"), broker.enqueue("job 1")
+    flushing, release = threading.Event(), threading.Event()
+    real_cursor = foxgate.broker.prepared_cursor
+
+    @contextlib.contextmanager
+    def slow_cursor(db: Any) -> Iterator[Any]:
+        flushing.set()  # the flusher has taken the first row: its DELETE is under way
+        release.wait(10)
+        with real_cursor(db) as cursor:
+            yield cursor
+
+    monkeypatch.setattr(foxgate.broker, "prepared_cursor", slow_cursor)
+    broker.acknowledge(first)
+    assert flushing.wait(10), "the first acknowledgement was not flushed"
+    broker.acknowledge(second)  # recorded while the flusher is busy, so it is not waiting to be woken
+    release.set()
+    wait_for(lambda: queued(first, second) == 0, 10, "a job acknowledged during a flush stayed queued")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_acknowledgements_a_lost_connection_interrupted_are_deleted_by_the_next_flush(broker, monkeypatch):
     monkeypatch.setattr(foxgate.broker, "ACK_FLUSH_SECONDS", 3600)
     rows = [broker.enqueue(f"job {n}") for n in range(3)]
