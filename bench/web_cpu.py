@@ -3,8 +3,8 @@
 Drives foxgate.asgi.application (the ASGI app uvicorn serves) directly on a uvloop event loop, with
 synthesized HTTP requests, against a throwaway embedded PostgreSQL. For sync requests, a BEFORE INSERT
 trigger, installed only on that throwaway database, completes each sync task as it is inserted and
-announces it as the relay's settlement would (pg_notify on the task events channel). So a sync request
-runs the web tier's whole path: admission, the wait, the wake-up, the task read and the answer. CPU is
+announces it as the relay's settlement would (pg_notify on the task events channel, with the outcome).
+So a sync request runs the web tier's whole path: admission, the wait, the wake-up and the answer. CPU is
 this process's (every thread); PostgreSQL's is another process's and is not counted. uvicorn's own HTTP
 parsing is not counted either: bench/cpu_per_request.py measures the real processes.
 
@@ -50,7 +50,10 @@ BEGIN
         NEW.progress := 100;
         NEW.result := %(result)s::jsonb;
         NEW.finished_at := now();
-        PERFORM pg_notify(%(channel)s, NEW.id);
+        -- as the relay's settlement announces a sync task's end: with its outcome (tasks/events.py)
+        PERFORM pg_notify(%(channel)s, NEW.id || ' end ' || json_build_object(
+            'status', NEW.status, 'result', NEW.result, 'error_code', NULL::text, 'error_message', NULL::text
+        ));
     END IF;
     RETURN NEW;
 END $$;

@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 import psycopg
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.postgresql.base import CursorDebugWrapper, ServerBindingCursor
 from django.db.backends.utils import CursorWrapper
@@ -167,6 +167,7 @@ def insert_select(
     a value that is too long, as an ORM insert does. Primary keys and database defaults left to the
     database are not listed."""
     expressions = expressions or {}
+    database = connections[DEFAULT_DB_ALIAS]  # this thread's, looked up once rather than per field
     columns, values, params = [], [], []
     for field in instance._meta.local_concrete_fields:
         value = field.pre_save(instance, add=True)
@@ -174,15 +175,31 @@ def insert_select(
             isinstance(value, DatabaseDefault) or (field.primary_key and value is None)
         ):
             continue
-        columns.append(connection.ops.quote_name(field.column))
+        column, cast = _column_and_cast(field, database)
+        columns.append(column)
         if field.column in expressions:
             values.append(expressions[field.column])
             continue
-        values.append(f"%s::{re.sub(r'[(].*', '', field.db_type(connection))}")
-        params.append(field.get_db_prep_save(value, connection))
-    table = connection.ops.quote_name(instance._meta.db_table)
+        values.append(cast)
+        params.append(field.get_db_prep_save(value, database))
+    table = database.ops.quote_name(instance._meta.db_table)
     sql = f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(values)} FROM {source}"  # noqa: S608
     return sql, params
+
+
+_COLUMNS_AND_CASTS: dict[models.Field, tuple[str, str]] = {}
+
+
+def _column_and_cast(field: models.Field, database: BaseDatabaseWrapper) -> tuple[str, str]:
+    """A field's quoted column and its value's placeholder with the cast, worked out once per process:
+    they depend on the field and the backend only (every connection here is PostgreSQL's), and working
+    out a column's type for every row of every submit was a few per cent of the web process's CPU
+    (bench/results/webcpu2.md)."""
+    found = _COLUMNS_AND_CASTS.get(field)
+    if found is None:
+        cast = re.sub(r"[(].*", "", field.db_type(database))
+        found = _COLUMNS_AND_CASTS[field] = (database.ops.quote_name(field.column), f"%s::{cast}")
+    return found
 
 
 def embedded_conninfo(data_dir: Path) -> dict[str, Any]:
