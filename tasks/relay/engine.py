@@ -13,6 +13,8 @@ Outside a cluster worker (tests, management commands) `task_execute` runs one ge
 statements on the calling thread."""
 
 import asyncio
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -406,6 +408,42 @@ async def _on_calling_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) ->
     return await sync_to_async(fn, thread_sensitive=True)(*args, **kwargs)
 
 
+class RelayThreads:
+    """Hands statements to the relay threads at most one per thread at a time; among those waiting, a
+    new task's claim goes last.
+
+    The threads serve one queue. In a burst, claims of new tasks would pile up in it and every
+    settlement (an answer in hand, a slot about to be freed) would wait behind them: more tasks start
+    while the started ones cannot end. Waiting here instead, in order of rank, lets the finishing work
+    through first."""
+
+    def __init__(self, threads: int) -> None:
+        self.free = threads
+        self.waiting: list[tuple[int, int, asyncio.Future]] = []  # a heap: (rank, arrival, waiter)
+        self.arrivals = itertools.count()
+
+    async def acquire(self, rank: int) -> None:
+        if self.free and not self.waiting:
+            self.free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        heapq.heappush(self.waiting, (rank, next(self.arrivals), waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # it was handed a thread as it was cancelled: pass the thread on
+            raise
+
+    def release(self) -> None:
+        while self.waiting:
+            _, _, waiter = heapq.heappop(self.waiting)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
+
+
 class Engine:
     """The event loop of one worker process, with its slots, connections and leases."""
 
@@ -415,6 +453,7 @@ class Engine:
         self.accepting = True
         self.generations: set[asyncio.Task] = set()
         self.db_pool = ThreadPoolExecutor(db_threads, thread_name_prefix="relay-db")
+        self.db_threads = RelayThreads(db_threads)
         # Leases are renewed on a thread and connection of their own: behind a queue of generations'
         # statements on the relay threads, a renewal could wait past the lease (seen in a burst of 1,000 on
         # a starved core), and a task still running here would be reclaimed and sent upstream twice.
@@ -446,13 +485,16 @@ class Engine:
         deadline = time.monotonic() + OUTAGE_RETRY_SECONDS
         pause = 0.1
         while True:
+            await self.db_threads.acquire(rank=1 if fn is task_claim_open else 0)
             try:
                 return await self.loop.run_in_executor(self.db_pool, _db_call, fn, args, kwargs)
             except DATABASE_OUTAGE:
                 if time.monotonic() + pause > deadline:
                     raise
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, OUTAGE_PAUSE_MAX_SECONDS)
+            finally:
+                self.db_threads.release()
+            await asyncio.sleep(pause)  # holding no thread
+            pause = min(pause * 2, OUTAGE_PAUSE_MAX_SECONDS)
 
     async def _lease_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self.loop.run_in_executor(self.lease_pool, _db_call, fn, args, kwargs)
