@@ -184,8 +184,10 @@ class Task(models.Model):
     UNFINISHED = (Status.PENDING, Status.PROCESSING)
 
     id = models.CharField(primary_key=True, max_length=64, default=new_task_id)
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="tasks")
-    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="tasks")
+    # Foreign keys whose lookups an index of Meta.indexes already serves (it leads with the same column)
+    # have no index of their own: every one is written on each of a task's insert and updates.
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="tasks", db_index=False)
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="tasks", db_index=False)
     model = models.CharField(max_length=200, help_text="The model name exactly as submitted.")
     catalog_model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="tasks")
     price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="tasks")
@@ -206,6 +208,7 @@ class Task(models.Model):
         blank=True,
         related_name="+",
         help_text="The channel whose call decided the outcome.",
+        db_index=False,  # task_by_channel serves it
     )
     credits_reserved = models.DecimalField(**CREDITS)
     credits_charged = models.DecimalField(null=True, blank=True, **CREDITS)
@@ -263,8 +266,9 @@ class Task(models.Model):
 class TaskAttempt(models.Model):
     """One upstream call made for a task."""
 
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempts")
-    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="attempts")
+    # attempt_number_unique and the (channel, started_at) index serve these keys' lookups.
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempts", db_index=False)
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="attempts", db_index=False)
     number = models.PositiveSmallIntegerField()
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -293,7 +297,9 @@ class StreamChunk(models.Model):
     """One `chat.completion.chunk` of a streamed task, numbered from 0, kept for replay and resumption
     until STREAM_RETENTION_SECONDS after the task ends."""
 
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="chunks")
+    task = models.ForeignKey(  # chunk_seq_unique serves its lookups
+        Task, on_delete=models.CASCADE, related_name="chunks", db_index=False
+    )
     seq = models.PositiveIntegerField()
     data = models.TextField(help_text="The chunk's JSON, exactly as sent to clients.")
     created_at = models.DateTimeField(default=timezone.now)

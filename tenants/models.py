@@ -306,10 +306,11 @@ class LedgerEntry(models.Model):
         RELEASE = "release"
         ADJUSTMENT = "adjustment"
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="ledger")
+    # The (tenant, created_at) index and ledger_once_per_task_kind serve these keys' lookups.
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="ledger", db_index=False)
     api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     task = models.ForeignKey(
-        "tasks.Task", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger"
+        "tasks.Task", on_delete=models.PROTECT, null=True, blank=True, related_name="ledger", db_index=False
     )
     price = models.ForeignKey(
         "tasks.Price", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
