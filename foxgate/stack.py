@@ -108,7 +108,7 @@ class Stack:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so stop() reaches everything it forks
-                preexec_fn=_default_sigint,
+                preexec_fn=default_sigint,
             )
         finally:
             if output is not None:
@@ -128,7 +128,7 @@ class Stack:
         raise StackError(f"{url} did not answer within {timeout:g}s")
 
 
-def _default_sigint() -> None:
+def default_sigint() -> None:
     """Children answer Ctrl-C even when we were started with SIGINT ignored (as `cmd &` does)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 

@@ -6,6 +6,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from foxgate.stack import default_sigint
+
 
 @contextmanager
 def serving(provider: str, *args: str, command: bool = False) -> Iterator[str]:
@@ -15,7 +17,13 @@ def serving(provider: str, *args: str, command: bool = False) -> Iterator[str]:
         argv = [sys.executable, "-m", "foxgate", "fakeprovider", "--provider", provider]
     else:
         argv = [sys.executable, "-m", f"foxgate.fakes.{provider}"]
-    process = subprocess.Popen([*argv, "--port", "0", *args], stdout=subprocess.PIPE, text=True)  # noqa: S603
+    process = subprocess.Popen(  # noqa: S603
+        [*argv, "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        # Ctrl-C must reach it even where this process ignores SIGINT, which a child would inherit.
+        preexec_fn=default_sigint,
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline().strip()
