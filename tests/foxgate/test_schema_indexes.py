@@ -1,6 +1,8 @@
 """The tables every answer writes carry no index another one already serves (each costs every insert and
 every update that is not a HOT one), and every lookup by a foreign key still finds an index."""
 
+from typing import NamedTuple
+
 import pytest
 from django.db import connection
 
@@ -27,8 +29,15 @@ LOOKUPS = [
 ]
 
 
-def indexes(table: str) -> list[tuple[str, list[str], bool, str | None, str]]:
-    """(name, key columns, unique, predicate, definition) of each index of `table`."""
+class Index(NamedTuple):
+    name: str
+    columns: list[str]  # its key columns, in order
+    unique: bool
+    predicate: str | None  # a partial index's WHERE, as PostgreSQL prints it
+    definition: str  # its CREATE INDEX statement
+
+
+def indexes(table: str) -> list[Index]:
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -41,28 +50,28 @@ def indexes(table: str) -> list[tuple[str, list[str], bool, str | None, str]]:
             """,
             [table],
         )
-        return cursor.fetchall()  # the key columns as a list: psycopg reads PostgreSQL arrays so
+        return [Index(*row) for row in cursor.fetchall()]
 
 
-def serves(index: tuple, columns: list[str]) -> bool:
+def serves(index: Index, columns: list[str]) -> bool:
     """Whether `index` serves every lookup an index on `columns` would: it leads with them and covers
     every row with a value there (no predicate, or only "the first column is not null")."""
-    _, keys, _, predicate, _ = index
-    return keys[: len(columns)] == columns and predicate in (None, f"({columns[0]} IS NOT NULL)")
+    leads = index.columns[: len(columns)] == columns
+    return leads and index.predicate in (None, f"({columns[0]} IS NOT NULL)")
 
 
 @pytest.mark.parametrize("table", PER_ANSWER_TABLES)
 def test_no_index_of_a_per_answer_table_duplicates_another(table):
     found = indexes(table)
     redundant = [
-        name
-        for name, columns, unique, predicate, _ in found
-        if not unique
-        and predicate is None
-        and any(other[0] != name and serves(other, columns) for other in found)
+        index.name
+        for index in found
+        if not index.unique
+        and index.predicate is None
+        and any(other.name != index.name and serves(other, index.columns) for other in found)
     ]
     assert redundant == []
-    pattern_copies = [name for name, *_, sql in found if "varchar_pattern_ops" in sql]
+    pattern_copies = [index.name for index in found if "varchar_pattern_ops" in index.definition]
     assert pattern_copies == []  # nothing looks these ids up with LIKE 'prefix%'
 
 
