@@ -177,6 +177,9 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0, help="upstream latency, seconds")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument(
+        "--rate", type=float, default=0, help="requests per second on a fixed schedule (default: closed loop)"
+    )
     parser.add_argument("--async", dest="sync", action="store_false", help="async submit instead of sync")
     parser.add_argument("--py-spy", action="store_true", help="then sample the processes with py-spy")
     parser.add_argument("--top", type=int, default=25)
@@ -223,6 +226,7 @@ def main() -> None:
                     seconds=args.seconds,
                     grace=args.seconds,
                     answered=answered,
+                    rate=args.rate,
                 )
             )
 
@@ -242,9 +246,11 @@ def main() -> None:
             spent[name] += seconds - before.get(pid, (name, 0.0))[1]
         answers = result["answered"]
         mode = "sync" if args.sync else "async submit"
+        paced = f", {args.rate:g} requests/s" if args.rate else ""
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
         report.append(
             f"# {mode}, upstream {args.delay * 1000:g} ms x {args.connections} connections, "
-            f"{args.seconds:g} s; load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
+            f"{args.seconds:g} s{paced}; load average {load}"
         )
         report.append(f"result: {result}; unfinished after drain: {left}; wall incl. drain {wall:.1f} s")
         total = sum(spent.values())

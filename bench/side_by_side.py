@@ -28,6 +28,7 @@ import asyncio
 import atexit
 import collections
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -77,8 +78,13 @@ async def closed_loop(
     seconds: float,
     grace: float,
     answered: Callable[[dict[str, Any]], bool],
+    rate: float = 0,
 ) -> dict[str, Any]:
     """`connections` clients each sending the next request as soon as the last one is answered.
+
+    With `rate`, the requests leave on a fixed schedule of that many per second instead (each client
+    takes the next slot when it is free): a load the gateway can keep up with costs each process the
+    CPU its own work takes, where a saturated core is shared out by the scheduler whatever the work.
 
     Requests/s counts the good answers that arrived within `seconds`; latencies cover every good answer,
     including those that arrive in the grace period. Answers still missing after the grace period count
@@ -105,10 +111,15 @@ async def closed_loop(
     ]
     start = time.perf_counter()
     end = start + seconds
+    slots = itertools.count()
 
     async def connection(client: httpx.AsyncClient) -> None:
         nonlocal in_window, in_flight
         while time.perf_counter() < end:
+            if rate:
+                await asyncio.sleep(start + next(slots) / rate - time.perf_counter())
+                if time.perf_counter() >= end:
+                    break
             sent = time.perf_counter()
             in_flight += 1
             try:
