@@ -462,7 +462,7 @@ class Engine:
         self.rt = Runtime(
             db=self._db,
             # max_connections above the slot count: a generation holds at most one upstream connection.
-            client=pooled_client(max_connections=concurrency + 16, max_keepalive_connections=concurrency),
+            client=pooled_client(max_connections=concurrency + 16),
             owner=f"{socket.gethostname()}:{os.getpid()}",
             chunks=ChunkConnections(chunk_connections),
         )

@@ -162,7 +162,7 @@ def test_an_unreachable_channel_is_recorded_as_failed(staff, priced_model):
     assert channel_probe_job(channel.pk) is False
 
     channel.refresh_from_db()
-    assert channel.probe_message == "fake-model failed: upstream connection failed: ConnectError"
+    assert channel.probe_message == "fake-model failed: upstream connection failed: ClientConnectorError"
     assert channel.enabled and channel.circuit_state == Channel.Circuit.CLOSED
 
 

@@ -8,7 +8,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from foxgate.fakes.anthropic import FakeAnthropic
 from foxgate.fakes.gemini import FakeGemini
 from foxgate.fakes.openai import FakeOpenAI
-from tasks.relay.providers import RELAYS, Upstream, UpstreamError, UpstreamRequest, run_async
+from tasks.relay.providers import RELAYS, Upstream, UpstreamError, UpstreamRequest, http_client, run_async
 from tasks.relay.providers.anthropic import anthropic_usage
 from tests.helpers import PNG_DATA_URI as PNG
 
@@ -23,7 +23,7 @@ def provider(request):
 
 def relay(provider_name: str, fake):
     return RELAYS[provider_name](
-        httpx.AsyncClient(), Upstream(base_url=fake.base_url, api_key="sk-upstream", timeout=5)
+        http_client(), Upstream(base_url=fake.base_url, api_key="sk-upstream", timeout=5)
     )
 
 
@@ -174,9 +174,7 @@ def test_a_stream_error_event_or_cut_raises_retryable(provider):
 def test_timeouts_are_upstream_timeout(provider):
     name, fake = provider
     fake.configure(hang=True)
-    slow = RELAYS[name](
-        httpx.AsyncClient(), Upstream(base_url=fake.base_url, api_key="sk-upstream", timeout=0.3)
-    )
+    slow = RELAYS[name](http_client(), Upstream(base_url=fake.base_url, api_key="sk-upstream", timeout=0.3))
     with pytest.raises(UpstreamError) as raised:
         run_async(slow.complete(request()))
     assert raised.value.code == "upstream_timeout" and raised.value.retryable

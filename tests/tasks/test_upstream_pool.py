@@ -75,7 +75,7 @@ def upstream(request) -> Iterator[KeepAliveUpstream]:
 
 
 async def two_calls(server: KeepAliveUpstream) -> list[str]:
-    client = pooled_client(max_connections=4, max_keepalive_connections=4)
+    client = pooled_client(max_connections=4)
     relay = OpenAIRelay(client, Upstream(base_url=server.base_url, api_key="", timeout=5))
     request = UpstreamRequest(model="m", messages=[{"role": "user", "content": "Hi"}])
     try:

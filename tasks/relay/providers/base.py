@@ -8,8 +8,6 @@ or raises `UpstreamError` saying whether another attempt may succeed.
 import asyncio
 import json
 import re
-import select
-import socket
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -18,12 +16,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import httpcore
+import aiohttp
 import httpx
 from django.conf import settings
+from httpx_aiohttp import AiohttpTransport
 from httpx_sse import EventSource, SSEError
 
 T = TypeVar("T")
+
+KEEPALIVE_EXPIRY = 5.0  # seconds an idle upstream connection is kept: httpx's default
 
 # Upstream error messages sometimes quote the credential they refused ("Incorrect API key provided: sk-…").
 _SECRET_LOOKING = re.compile(r"\b(sk-[A-Za-z0-9_\-*.]{6,}|AIza[0-9A-Za-z_\-]{10,}|xai-[A-Za-z0-9]{10,})")
@@ -174,15 +175,18 @@ class Relay(ABC):
         """Transport failures as UpstreamError: timeouts, refused and dropped connections."""
         try:
             yield
-        except httpx.TimeoutException as exc:
+        except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as exc:
+            # httpx-aiohttp re-raises aiohttp's errors as httpx's, not always as the right one (a refused
+            # connection becomes ConnectTimeout): what happened is the aiohttp error it wraps.
+            cause = exc.__cause__ if isinstance(exc.__cause__, aiohttp.ClientError | TimeoutError) else exc
+            if isinstance(cause, TimeoutError | httpx.TimeoutException):
+                raise UpstreamError(
+                    f"upstream timed out after {self.upstream.timeout:g}s ({type(cause).__name__})",
+                    code="upstream_timeout",
+                    retryable=True,
+                ) from exc
             raise UpstreamError(
-                f"upstream timed out after {self.upstream.timeout:g}s ({type(exc).__name__})",
-                code="upstream_timeout",
-                retryable=True,
-            ) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(
-                f"upstream connection failed: {type(exc).__name__}", code="upstream_error", retryable=True
+                f"upstream connection failed: {type(cause).__name__}", code="upstream_error", retryable=True
             ) from exc
 
     async def _raise_for_status(self, response: httpx.Response) -> None:
@@ -279,87 +283,24 @@ def data_uri_parts(url: str) -> tuple[str, str] | None:
     return header[len("data:") :].split(";")[0], payload
 
 
-def pooled_client(*, max_connections: int, max_keepalive_connections: int) -> httpx.AsyncClient:
-    """A client for upstream calls whose pool checks its idle connections without anyio's help.
+def pooled_client(*, max_connections: int) -> httpx.AsyncClient:
+    """A client for upstream calls: httpx's interface over aiohttp's connection pool.
 
-    Before each request, and as each response closes, httpcore's pool asks every connection it holds
-    whether the server closed it while idle; through anyio each answer builds a dict of a dozen socket
-    attributes to find the socket (measured: 7 % of a worker loop's time at 16 connections). Here a
-    connection keeps its socket and polls it, as httpcore does. httpx has no option for the network
-    backend its pools use, so it is set on the pools the client built (the default one and any for the
-    environment's proxies), which leaves every other option, proxies included, httpx's own."""
-    client = httpx.AsyncClient(
-        timeout=settings.UPSTREAM_TIMEOUT,
-        limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_keepalive_connections
-        ),
-    )
-    for transport in (client._transport, *client._mounts.values()):
-        pool = getattr(transport, "_pool", None)
-        if isinstance(pool, httpcore.AsyncConnectionPool):
-            pool._network_backend = _SocketBackend()
-    return client
+    httpx's own pool (httpcore) spends more CPU per call the more calls it holds open: measured with
+    bench/transport.py against a 100 ms upstream, ~11 ms per call at 64 in flight and ~14 ms at 256,
+    where aiohttp's stays near 1 ms (bench/results/transport.md); an engine holds hundreds. The
+    transport is httpx-aiohttp's, the one the openai SDK offers. Idle connections close after httpx's
+    default keep-alive expiry; certificates and proxies come from the environment (SSL_CERT_FILE,
+    HTTPS_PROXY), as with httpx's own."""
+    ssl_context = httpx.create_ssl_context()  # certifi, or SSL_CERT_FILE / SSL_CERT_DIR
 
-
-class _SocketStream(httpcore.AsyncNetworkStream):
-    """An anyio connection that answers "is_readable" from the socket it keeps."""
-
-    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
-        self._stream = stream
-        self._socket: socket.socket | None = stream.get_extra_info("socket")
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._stream.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._stream.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    async def start_tls(
-        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        return _SocketStream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        if info != "is_readable":
-            return self._stream.get_extra_info(info)
-        # Readable while idle means the server closed it (the next read is b""); no socket, the same.
-        if self._socket is None or self._socket.fileno() < 0:
-            return True
-        poll = select.poll()
-        poll.register(self._socket, select.POLLIN)
-        return bool(poll.poll(0))
-
-
-class _SocketBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's anyio backend, its connections wrapped in _SocketStream."""
-
-    def __init__(self) -> None:
-        self._backend = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._backend.connect_tcp(
-            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+    def session() -> aiohttp.ClientSession:  # made on the first call, inside the loop that uses it
+        connector = aiohttp.TCPConnector(
+            limit=max_connections, keepalive_timeout=KEEPALIVE_EXPIRY, ssl=ssl_context
         )
-        return _SocketStream(stream)
+        return aiohttp.ClientSession(connector=connector, trust_env=True)
 
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> httpcore.AsyncNetworkStream:
-        stream = await self._backend.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
-        return _SocketStream(stream)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
+    return httpx.AsyncClient(timeout=settings.UPSTREAM_TIMEOUT, transport=AiohttpTransport(client=session))
 
 
 # One pooled client per worker process, on one event loop that lives as long as the process: jobs run
@@ -378,5 +319,5 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 def http_client() -> httpx.AsyncClient:
     global _client
     if _client is None:
-        _client = pooled_client(max_connections=100, max_keepalive_connections=20)
+        _client = pooled_client(max_connections=100)
     return _client
