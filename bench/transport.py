@@ -14,13 +14,12 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import django
 import httpx
+from harness import ROOT, pin
 from side_by_side import GATEWAY_CORE, LOAD_CORE, set_latency, spawn, stop, wait_until_up
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "foxgate.settings")
 django.setup()
@@ -77,8 +76,8 @@ def main() -> None:
     }
     try:
         wait_until_up(f"{fake_url}/_fake/requests", fake, timeout=30)
-        os.sched_setaffinity(fake.pid, {LOAD_CORE})
-        os.sched_setaffinity(0, {GATEWAY_CORE})
+        pin(fake.pid, LOAD_CORE)
+        pin(os.getpid(), GATEWAY_CORE)
         set_latency(fake_url, args.latency)
         print(
             f"# {args.calls} calls x {args.rounds} rounds, {args.concurrency} at once, upstream "
