@@ -192,6 +192,12 @@ class Task(models.Model):
     catalog_model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="tasks")
     price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="tasks")
     protocol = models.CharField(max_length=16)
+    dialect = models.CharField(
+        max_length=16,
+        choices=[("foxapi", "FoxAPI task"), ("openai", "OpenAI chat completions")],
+        default="foxapi",
+        help_text="The API the request came in through.",
+    )
     request = models.JSONField(help_text="The normalized request: messages and generation parameters.")
     stream = models.BooleanField(default=False)
     sync = models.BooleanField(default=False)

@@ -244,34 +244,99 @@ def _no_nul_in_strings(schema: dict[str, Any]) -> None:
             field["pattern"] = NO_NUL
 
 
-class GenerationRequestSchemaExtension(OpenApiSerializerExtension):
+class RequestSchemaExtension(OpenApiSerializerExtension):
+    """A request serializer's schema as drf-spectacular maps it, plus what its own checks refuse and the
+    fields cannot say (`request_rules`); responses as mapped. A subclass names its `target_class`."""
+
+    def map_serializer(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            self.request_rules(schema)
+        return schema
+
+    def request_rules(self, schema: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+def _closed_body(schema: dict[str, Any]) -> None:
+    """What every submit's body shares: no NUL in its strings, `stop` as StopField takes it, and no field
+    beyond those listed."""
+    _no_nul_in_strings(schema)
+    text = {"type": "string", "pattern": NO_NUL}
+    schema["properties"]["stop"]["oneOf"] = [
+        text,
+        {"type": "array", "items": text, "minItems": 1, "maxItems": 4},
+    ]
+    schema["additionalProperties"] = False
+
+
+class GenerationRequestSchemaExtension(RequestSchemaExtension):
     target_class = "tasks.serializers.GenerationRequestSerializer"
 
-    def map_serializer(self, auto_schema: Any, direction: str) -> dict[str, Any]:
-        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
-        if direction == "request":
-            _no_nul_in_strings(schema)
-            media, fields = _media_properties(inline=True), schema["properties"]
-            fields["image_urls"]["items"] = media["image_urls"]["items"]
-            fields["video_urls"]["items"] = media["video_urls"]["items"]
-            fields["audio_url"].update(media["audio_url"])
-            text = {"type": "string", "pattern": NO_NUL}
-            fields["stop"]["oneOf"] = [text, {"type": "array", "items": text, "minItems": 1, "maxItems": 4}]
-            schema["additionalProperties"] = False
-            schema["anyOf"] = GENERATION_PROTOCOLS
-            schema["allOf"] = [SYNC_TAKES_LINKS_ONLY]
-        return schema
+    def request_rules(self, schema: dict[str, Any]) -> None:
+        _closed_body(schema)
+        media, fields = _media_properties(inline=True), schema["properties"]
+        fields["image_urls"]["items"] = media["image_urls"]["items"]
+        fields["video_urls"]["items"] = media["video_urls"]["items"]
+        fields["audio_url"].update(media["audio_url"])
+        schema["anyOf"] = GENERATION_PROTOCOLS
+        schema["allOf"] = [SYNC_TAKES_LINKS_ONLY]
 
 
-class MessageSchemaExtension(OpenApiSerializerExtension):
+class MessageSchemaExtension(RequestSchemaExtension):
     target_class = "tasks.serializers.MessageSerializer"
 
-    def map_serializer(self, auto_schema: Any, direction: str) -> dict[str, Any]:
-        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
-        if direction == "request":
-            schema["properties"]["content"] = content_schema()
-            schema["additionalProperties"] = False
-        return schema
+    def request_rules(self, schema: dict[str, Any]) -> None:
+        schema["properties"]["content"] = content_schema()
+        schema["additionalProperties"] = False
+        text = {"type": "string", "pattern": NO_NUL}
+        schema["anyOf"] = [  # media only in user messages, as OpenAI has it
+            {"properties": {"role": {"type": "string", "pattern": "^user$"}}},
+            {
+                "properties": {
+                    "content": {
+                        "oneOf": [text, {"type": "array", "minItems": 1, "items": _part("text", text)}]
+                    }
+                }
+            },
+        ]
+
+
+def _absent_or_null(name: str, kind: str) -> list[dict[str, Any]]:
+    return [{"not": {"required": [name]}}, {"properties": {name: {"not": {"type": kind}}}}]
+
+
+class StreamOptionsSchemaExtension(RequestSchemaExtension):
+    target_class = "tasks.serializers.StreamOptionsSerializer"
+
+    def request_rules(self, schema: dict[str, Any]) -> None:
+        schema["additionalProperties"] = False
+
+
+class ChatCompletionRequestSchemaExtension(RequestSchemaExtension):
+    target_class = "tasks.serializers.ChatCompletionRequestSerializer"
+
+    def request_rules(self, schema: dict[str, Any]) -> None:
+        _closed_body(schema)
+        schema["allOf"] = [
+            # stream_options only with stream: true
+            {
+                "anyOf": [
+                    {
+                        "required": ["stream"],
+                        "properties": {"stream": {"type": "boolean", "not": {"enum": [False]}}},
+                    },
+                    *_absent_or_null("stream_options", "object"),
+                ]
+            },
+            # one of max_tokens (OpenAI's older name) and max_completion_tokens
+            {
+                "anyOf": [
+                    *_absent_or_null("max_tokens", "integer"),
+                    *_absent_or_null("max_completion_tokens", "integer"),
+                ]
+            },
+        ]
 
 
 def _sse_event(name: str, data: dict[str, Any], *, with_id: bool = False) -> dict[str, Any]:
@@ -287,28 +352,38 @@ def _sse_event(name: str, data: dict[str, Any], *, with_id: bool = False) -> dic
     return {"type": "object", "title": name, "properties": fields, "required": list(fields)}
 
 
+CHUNK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An OpenAI chat.completion.chunk",
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"type": "string", "pattern": "^chat\\.completion\\.chunk$"},
+        "created": {"type": "integer"},
+        "model": {"type": "string"},
+        "choices": {"type": "array", "items": {"type": "object"}},
+    },
+    "required": ["id", "object", "created", "model", "choices"],
+}
+
+# OpenAI's stream of a chat completion (tasks/streaming.py, chat_completion_events): unnamed events.
+CHAT_EVENT_STREAM_SCHEMA: dict[str, Any] = {
+    "description": "Each event a `data:` line: a chat.completion.chunk, then `[DONE]`; a failed completion "
+    'sends `{"error": {...}}` (OpenAI\'s error object) before `[DONE]`. Keep-alive comments while the '
+    "upstream is silent.",
+    "type": "object",
+    "properties": {
+        "data": {"type": "string", "description": "JSON (a chunk, or an error object), or [DONE]"}
+    },
+    "required": ["data"],
+}
+
 # Server-sent events (tasks/streaming.py): `chunk`s, then one `done` or `error`; `: keep-alive`
 # comments, which carry no event, while the upstream is silent.
 EVENT_STREAM_SCHEMA: dict[str, Any] = {
     "description": "Each event of the stream: `chunk` events with an `id:`, then `done` or `error`, which "
     "ends it. Keep-alive comments (`: keep-alive`) come while the upstream is silent.",
     "oneOf": [
-        _sse_event(
-            "chunk",
-            {
-                "type": "object",
-                "description": "An OpenAI chat.completion.chunk",
-                "properties": {
-                    "id": {"type": "string"},
-                    "object": {"type": "string", "pattern": "^chat\\.completion\\.chunk$"},
-                    "created": {"type": "integer"},
-                    "model": {"type": "string"},
-                    "choices": {"type": "array", "items": {"type": "object"}},
-                },
-                "required": ["id", "object", "created", "model", "choices"],
-            },
-            with_id=True,
-        ),
+        _sse_event("chunk", CHUNK_SCHEMA, with_id=True),
         _sse_event(
             "done",
             {

@@ -232,6 +232,19 @@ class MessageSerializer(serializers.Serializer):
                 raise serializers.ValidationError({unknown[0]: ["is not a known field"]})
         return super().to_internal_value(data)
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["role"] != "user" and isinstance(attrs["content"], list):
+            for index, part in enumerate(attrs["content"]):
+                if part["type"] != "text":  # as OpenAI rules, and every provider with it
+                    raise serializers.ValidationError(
+                        {
+                            "content": {
+                                index: {"type": [f"{part['type']} parts are only allowed in user messages"]}
+                            }
+                        }
+                    )
+        return attrs
+
 
 @extend_schema_field(
     {
@@ -256,7 +269,31 @@ class StopField(serializers.Field):
         )
 
 
-class GenerationRequestSerializer(serializers.Serializer):
+class StrictRequestSerializer(serializers.Serializer):
+    """A request body: a JSON object whose every field is declared (an unknown one is 422 naming it)."""
+
+    @property
+    def fields(self) -> Any:
+        """The declared fields, built and bound once per process rather than deep-copied for every request
+        (DRF's default, 40% of a validation when profiled). Sharing them is safe here: validation keeps its
+        state on the serializer and in exceptions, never on a field, and every instance is alike (no
+        instance, no context, never partial), so the one the fields are bound to answers as any would."""
+        shared = type(self).__dict__.get("_fields_once")
+        if shared is None:
+            shared = serializers.Serializer.fields.func(self)  # type: ignore[attr-defined]
+            type(self)._fields_once = shared  # type: ignore[attr-defined]
+        return shared
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({unknown[0]: ["is not a known field"]})
+        return super().to_internal_value(data)
+
+
+class GenerationRequestSerializer(StrictRequestSerializer):
     """POST /v1/llm/generations. The protocol is picked by which media field is present."""
 
     model = StrictCharField(max_length=200)
@@ -285,26 +322,6 @@ class GenerationRequestSerializer(serializers.Serializer):
     sync = StrictBooleanField(default=False)
     stream = StrictBooleanField(default=False)
 
-    @property
-    def fields(self) -> Any:
-        """The declared fields, built and bound once per process rather than deep-copied for every request
-        (DRF's default, 40% of a validation when profiled). Sharing them is safe here: validation keeps its
-        state on the serializer and in exceptions, never on a field, and every instance is alike (no
-        instance, no context, never partial), so the one the fields are bound to answers as any would."""
-        shared = type(self).__dict__.get("_fields_once")
-        if shared is None:
-            shared = serializers.Serializer.fields.func(self)  # type: ignore[attr-defined]
-            type(self)._fields_once = shared  # type: ignore[attr-defined]
-        return shared
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
-        unknown = sorted(set(data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({unknown[0]: ["is not a known field"]})
-        return super().to_internal_value(data)
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         chosen = [name for name in PROTOCOL_FIELDS if name in attrs]
         if len(chosen) > 1:
@@ -330,6 +347,70 @@ class GenerationRequestSerializer(serializers.Serializer):
                     raise _invalid(param, "inline base64 media is accepted in async mode only; send a URL")
         attrs["protocol"] = protocol
         return attrs
+
+
+class StreamOptionsSerializer(StrictRequestSerializer):
+    include_usage = StrictBooleanField(default=False)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("must be an object")
+        return super().to_internal_value(data)
+
+
+# OpenAI's other Chat Completions parameters: refused by name, not as unknown (a 422 either way).
+OPENAI_CHAT_PARAMETERS_NOT_TAKEN = frozenset(
+    {
+        "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs", "metadata",
+        "modalities", "parallel_tool_calls", "prediction", "presence_penalty", "prompt_cache_key",
+        "reasoning_effort", "response_format", "safety_identifier", "seed", "service_tier", "store",
+        "tool_choice", "tools", "top_logprobs", "user", "verbosity", "web_search_options",
+    }
+)  # fmt: skip
+
+
+class ChatCompletionRequestSerializer(StrictRequestSerializer):
+    """POST /v1/chat/completions: OpenAI's Chat Completions request, validated into what a generation's
+    custom protocol takes (its messages, sent as given), always answered in sync mode."""
+
+    model = StrictCharField(max_length=200)
+    messages = StrictListField(child=MessageSerializer(), min_length=1, max_length=MESSAGES_MAX)
+    max_tokens = StrictIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True)
+    max_completion_tokens = StrictIntegerField(
+        min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True
+    )
+    temperature = StrictFloatField(min_value=0, max_value=2, required=False, allow_null=True)
+    top_p = StrictFloatField(min_value=0, max_value=1, required=False, allow_null=True)
+    stop = StopField(required=False, allow_null=True)
+    n = StrictIntegerField(min_value=1, max_value=1, required=False, allow_null=True)
+    stream = StrictBooleanField(default=False, allow_null=True)
+    stream_options = StreamOptionsSerializer(required=False, allow_null=True)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            untaken = sorted(set(data) & OPENAI_CHAT_PARAMETERS_NOT_TAKEN)
+            if untaken:
+                raise _invalid(untaken[0], "is an OpenAI chat parameter this gateway does not take yet")
+        return super().to_internal_value(data)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("stream_options") is not None and not attrs.get("stream"):
+            raise _invalid("stream_options", "is only allowed when stream is true")
+        # max_tokens is OpenAI's older name for max_completion_tokens
+        if None not in (attrs.get("max_tokens"), attrs.get("max_completion_tokens")):
+            raise _invalid("max_completion_tokens", "cannot be combined with max_tokens: send one of them")
+        return {
+            "model": attrs["model"],
+            "messages": attrs["messages"],
+            "max_tokens": attrs.get("max_completion_tokens") or attrs.get("max_tokens"),
+            "temperature": attrs.get("temperature"),
+            "top_p": attrs.get("top_p"),
+            "stop": attrs.get("stop"),
+            "protocol": "custom",
+            "sync": True,
+            "stream": bool(attrs.get("stream")),
+            "include_usage": bool((attrs.get("stream_options") or {}).get("include_usage")),
+        }
 
 
 def _invalid(param: str, message: str) -> serializers.ValidationError:

@@ -50,7 +50,9 @@ class Admitted:
     headers: dict[str, str]  # X-RateLimit-* for the caller
 
 
-def task_submit(*, api_key: ApiKey, validated: dict[str, Any], task_id: str | None = None) -> Admitted:
+def task_submit(
+    *, api_key: ApiKey, validated: dict[str, Any], task_id: str | None = None, dialect: str = "foxapi"
+) -> Admitted:
     """Admit a validated request: resolve its model and price, apply the model's rules, check the limits,
     hold credits, insert the task and enqueue it. Nothing is written unless all of that succeeds.
 
@@ -104,6 +106,7 @@ def task_submit(*, api_key: ApiKey, validated: dict[str, Any], task_id: str | No
         catalog_model=model,
         price=price,
         protocol=validated["protocol"],
+        dialect=dialect,
         request=request,
         stream=validated["stream"],
         sync=validated["sync"],

@@ -55,36 +55,87 @@ def sse(event: str, data: str, event_id: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {data}\n\n"
 
 
+KEEP_ALIVE = ": keep-alive\n\n"  # an SSE comment: every client skips it, every proxy sees traffic
+
+
 async def task_events(task_id: str, *, offset: int) -> AsyncIterator[str]:
-    """The task's stream from chunk `offset` on, ending with `done` or `error`."""
-    next_seq = offset
-    async with listener().subscribe(task_id) as heard:
-        while True:
-            heard.wake.clear()
-            must_read = heard.changed or (heard.heard_of >= next_seq and next_seq not in heard.chunks)
-            heard.changed = False
-            while next_seq in heard.chunks:  # announced with its data: straight from memory
-                yield sse("chunk", heard.chunks.pop(next_seq), next_seq)
-                next_seq += 1
-            if must_read or next_seq == offset:
-                async for seq, data in _stored_chunks(task_id, next_seq):
-                    yield sse("chunk", data, seq)
-                    next_seq = seq + 1
-                _forget_before(heard, next_seq)
-                task = await Task.objects.only("status", "error_code", "error_message").aget(pk=task_id)
-                await release_connection()
-                if task.is_finished:
-                    # every chunk was stored before the task finished, so the read above got them all
+    """The task's stream from chunk `offset` on, as FoxAPI's events: `chunk`s, then `done` or `error`."""
+    chunks = TaskChunks(task_id, offset=offset)
+    total = offset
+    async for seq, data in chunks:
+        if seq is None:
+            yield data
+        else:
+            yield sse("chunk", data, seq)
+            total = seq + 1
+    yield _ending(chunks.finished, total)
+
+
+async def chat_completion_events(task_id: str, *, include_usage: bool) -> AsyncIterator[str]:
+    """The task's stream as OpenAI streams a chat completion: `data:` lines of chunks, then
+    `data: [DONE]`; a failure is a last `data:` line holding OpenAI's error object. Usage comes only
+    when the caller asked for it (`stream_options.include_usage`), on the usage-only last chunk."""
+    chunks = TaskChunks(task_id, offset=0)
+    async for seq, data in chunks:
+        if seq is None:
+            yield data
+            continue
+        if not include_usage and '"usage"' in data:
+            chunk = json.loads(data)
+            chunk.pop("usage", None)
+            if not chunk.get("choices"):
+                continue  # the usage-only chunk
+            data = json.dumps(chunk, separators=(",", ":"))
+        yield f"data: {data}\n\n"
+    task = chunks.finished
+    if task.status != Task.Status.COMPLETED:
+        error = {"message": task.error_message, "type": "task_error", "code": task.error_code, "param": None}
+        yield f"data: {json.dumps({'error': error})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+class TaskChunks:
+    """(seq, data) of each of a task's chunks from `offset` on, until the task has finished, with
+    (None, KEEP_ALIVE) whenever it is silent for STREAM_KEEPALIVE_SECONDS; then `finished` is the task
+    (its status and error)."""
+
+    def __init__(self, task_id: str, *, offset: int) -> None:
+        self.task_id = task_id
+        self.offset = offset
+        self.finished: Task
+
+    def __aiter__(self) -> AsyncIterator[tuple[int | None, str]]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[tuple[int | None, str]]:
+        task_id, next_seq = self.task_id, self.offset
+        async with listener().subscribe(task_id) as heard:
+            while True:
+                heard.wake.clear()
+                must_read = heard.changed or (heard.heard_of >= next_seq and next_seq not in heard.chunks)
+                heard.changed = False
+                while next_seq in heard.chunks:  # announced with its data: straight from memory
+                    yield next_seq, heard.chunks.pop(next_seq)
+                    next_seq += 1
+                if must_read or next_seq == self.offset:
                     async for seq, data in _stored_chunks(task_id, next_seq):
-                        yield sse("chunk", data, seq)
+                        yield seq, data
                         next_seq = seq + 1
-                    yield _ending(task, next_seq)
-                    return
-            try:
-                await asyncio.wait_for(heard.wake.wait(), settings.STREAM_KEEPALIVE_SECONDS)
-            except TimeoutError:
-                heard.changed = True  # re-read at the next turn, in case a notification went missing
-                yield ": keep-alive\n\n"
+                    _forget_before(heard, next_seq)
+                    task = await Task.objects.only("status", "error_code", "error_message").aget(pk=task_id)
+                    await release_connection()
+                    if task.is_finished:
+                        # every chunk was stored before the task finished, so the read above got them all
+                        async for seq, data in _stored_chunks(task_id, next_seq):
+                            yield seq, data
+                            next_seq = seq + 1
+                        self.finished = task
+                        return
+                try:
+                    await asyncio.wait_for(heard.wake.wait(), settings.STREAM_KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    heard.changed = True  # re-read at the next turn, in case a notification went missing
+                    yield None, KEEP_ALIVE
 
 
 async def _stored_chunks(task_id: str, since: int) -> AsyncIterator[tuple[int, str]]:

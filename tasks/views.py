@@ -2,6 +2,7 @@
 every failure is raised and turned into the error envelope by foxgate.errors."""
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from adrf.views import APIView as AsyncAPIView
@@ -26,9 +27,13 @@ from tasks import schema
 from tasks.events import connection_release, listener
 from tasks.models import Task, new_task_id
 from tasks.selectors import models_available, task_as_api, task_get, task_wait
-from tasks.serializers import GenerationRequestSerializer
+from tasks.serializers import (
+    ChatCompletionRequestSerializer,
+    GenerationRequestSerializer,
+    StrictRequestSerializer,
+)
 from tasks.services import Admitted, task_submit
-from tasks.streaming import EventStreamRenderer, stream_check, task_events
+from tasks.streaming import EventStreamRenderer, chat_completion_events, stream_check, task_events
 from tenants.selectors import credits_summary
 
 ERRORS = {
@@ -114,6 +119,8 @@ def rendered(response: HttpResponseBase) -> HttpResponseBase:
 
 class GenerationCreateApi(OneHopApi):
     renderer_classes = (JSONRenderer, EventStreamRenderer)  # sync streams answer text/event-stream
+    request_serializer: type[StrictRequestSerializer] = GenerationRequestSerializer
+    dialect = "foxapi"
 
     @extend_schema(
         operation_id="generation_create",
@@ -147,7 +154,7 @@ class GenerationCreateApi(OneHopApi):
             if not task.sync:
                 return Response(task_as_api(task), headers=headers)
             if task.stream:
-                return event_stream(task.id, offset=0, headers=headers)
+                return event_stream(self.events(task.id), headers=headers)
             # The task runs in the worker cluster whatever happens here: if this client goes away, the
             # wait is cancelled and the result stays available from GET /v1/tasks/{id}.
             outcome = await task_wait(task_id=task.id, heard=heard, timeout=settings.SYNC_WAIT_SECONDS)
@@ -171,11 +178,45 @@ class GenerationCreateApi(OneHopApi):
         at its end (a sync request then waits without one)."""
         try:
             self.initial(request)
-            serializer = GenerationRequestSerializer(data=request.data)
+            serializer = self.request_serializer(data=request.data)
             serializer.is_valid(raise_exception=True)
-            return task_submit(api_key=request.user, validated=serializer.validated_data, task_id=task_id)
+            self.validated = serializer.validated_data
+            return task_submit(
+                api_key=request.user, validated=self.validated, task_id=task_id, dialect=self.dialect
+            )
         finally:
             connection_release()
+
+    def events(self, task_id: str) -> AsyncIterator[str]:
+        """The sync stream's events, as this dialect streams."""
+        return task_events(task_id, offset=0)
+
+
+class ChatCompletionCreateApi(GenerationCreateApi):
+    """POST /v1/chat/completions: a generation in sync mode, asked and answered in OpenAI's format."""
+
+    request_serializer = ChatCompletionRequestSerializer
+    dialect = "openai"
+
+    @extend_schema(
+        operation_id="chat_completion_create",
+        summary="Create a chat completion (OpenAI's Chat Completions)",
+        description="OpenAI's request and answer: the ChatCompletion, or with `stream: true` its chunks as "
+        "`data:` lines ending with `data: [DONE]`. Every request is a task, its id in X-Task-Id.",
+        request=ChatCompletionRequestSerializer,
+        responses={
+            (200, "application/json"): schema.ChatCompletionSchema,
+            (200, "text/event-stream"): OpenApiResponse(
+                schema.CHAT_EVENT_STREAM_SCHEMA, description="with stream: the completion's chunks"
+            ),
+            **errors(402, 422, 429, 502, 504),
+        },
+    )
+    async def post(self, request: Request) -> Response:
+        return await super().post(request)
+
+    def events(self, task_id: str) -> AsyncIterator[str]:
+        return chat_completion_events(task_id, include_usage=self.validated["include_usage"])
 
 
 class GenerationStreamApi(AsyncAPIView):
@@ -203,7 +244,7 @@ class GenerationStreamApi(AsyncAPIView):
     async def get(self, request: Request, task_id: str) -> StreamingHttpResponse:
         task = await sync_to_async(task_get)(tenant=request.auth, task_id=task_id_checked(task_id))
         stream_check(task)
-        return event_stream(task.id, offset=stream_offset(request))
+        return event_stream(task_events(task.id, offset=stream_offset(request)))
 
 
 def stream_offset(request: Request) -> int:
@@ -222,9 +263,9 @@ def stream_offset(request: Request) -> int:
 
 
 def event_stream(
-    task_id: str, *, offset: int, headers: dict[str, str] | None = None
+    events: AsyncIterator[str], *, headers: dict[str, str] | None = None
 ) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(task_events(task_id, offset=offset), content_type="text/event-stream")
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
     # No caching, and no buffering by nginx-style proxies: each event must go out as it is written.
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"

@@ -8,6 +8,9 @@ import httpx
 from django.core.management import call_command
 from django.db import connection
 
+from foxgate.fakes.anthropic import FakeAnthropic
+from foxgate.fakes.gemini import FakeGemini
+
 # A real 1x1 PNG, as a data URI.
 PNG_DATA_URI = (
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
@@ -59,3 +62,33 @@ def tenant_client(stack, slug: str, credits: Decimal = Decimal(10), **key_settin
         base_url=stack.web_url, headers={"Authorization": f"Bearer {secret}"}, timeout=30
     ) as client:
         yield client
+
+
+@contextmanager
+def anthropic_and_gemini_channels(
+    *, output_per_million: Decimal = Decimal(1)
+) -> Iterator[tuple[FakeAnthropic, FakeGemini]]:
+    """Fake Anthropic and Gemini servers, and channels on them: claude-sonnet-4 (claude-sonnet-4-20250514
+    upstream) and gemini-2.5-flash, priced at 1 credit per million input tokens and `output_per_million`
+    per million output tokens."""
+    from tasks.services import channel_add, price_set
+
+    with FakeAnthropic(api_key="sk-ant-test") as anthropic, FakeGemini(api_key="AIza-test") as gemini:
+        for name in ("claude-sonnet-4", "gemini-2.5-flash"):
+            price_set(model_name=name, input_per_million=Decimal(1), output_per_million=output_per_million)
+        channel_add(
+            name="anthropic",
+            provider="anthropic",
+            base_url=anthropic.base_url,
+            api_key="sk-ant-test",
+            model_names=["claude-sonnet-4"],
+            model_mapping={"claude-sonnet-4": "claude-sonnet-4-20250514"},
+        )
+        channel_add(
+            name="gemini",
+            provider="gemini",
+            base_url=gemini.base_url,
+            api_key="AIza-test",
+            model_names=["gemini-2.5-flash"],
+        )
+        yield anthropic, gemini

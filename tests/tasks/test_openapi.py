@@ -6,6 +6,7 @@ pytestmark = pytest.mark.django_db
 
 PUBLIC = {
     ("post", "/v1/llm/generations"),
+    ("post", "/v1/chat/completions"),
     ("get", "/v1/tasks/{task_id}"),
     ("get", "/v1/llm/generations/{task_id}/stream"),
     ("get", "/v1/configs/llm_generations_models"),
@@ -31,6 +32,9 @@ def test_schema_documents_every_public_endpoint_and_its_errors(spec):
     assert documented == PUBLIC
     submit = spec["paths"]["/v1/llm/generations"]["post"]["responses"]
     assert set(submit) >= {"200", "400", "401", "402", "403", "413", "422", "429", "500", "502", "503", "504"}
+    chat = spec["paths"]["/v1/chat/completions"]["post"]["responses"]
+    assert set(chat) >= {"200", "401", "402", "422", "429", "502", "503", "504"}
+    assert {"application/json", "text/event-stream"} <= set(chat["200"]["content"])
     stream = spec["paths"]["/v1/llm/generations/{task_id}/stream"]["get"]["responses"]
     assert "text/event-stream" in stream["200"]["content"] and {"404", "410"} <= set(stream)
     assert spec["components"]["securitySchemes"]["ApiKey"] == {

@@ -1,41 +1,18 @@
 """Each provider end to end through the running stack: the caller always gets an OpenAI ChatCompletion."""
 
-from decimal import Decimal
-
 import pytest
 from openai.types.chat import ChatCompletion
 
-from foxgate.fakes.anthropic import FakeAnthropic
-from foxgate.fakes.gemini import FakeGemini
-from tasks.services import channel_add, price_set
-from tests.helpers import PNG_DATA_URI, poll_until_finished, tenant_client
+from tests.helpers import PNG_DATA_URI, anthropic_and_gemini_channels, poll_until_finished, tenant_client
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def client(stack, stack_db):
-    with FakeAnthropic(api_key="sk-ant-test") as anthropic, FakeGemini(api_key="AIza-test") as gemini:
-        for name in ("claude-sonnet-4", "gemini-2.5-flash"):
-            price_set(model_name=name, input_per_million=Decimal(1), output_per_million=Decimal(1))
-        channel_add(
-            name="anthropic",
-            provider="anthropic",
-            base_url=anthropic.base_url,
-            api_key="sk-ant-test",
-            model_names=["claude-sonnet-4"],
-            model_mapping={"claude-sonnet-4": "claude-sonnet-4-20250514"},
-        )
-        channel_add(
-            name="gemini",
-            provider="gemini",
-            base_url=gemini.base_url,
-            api_key="AIza-test",
-            model_names=["gemini-2.5-flash"],
-        )
-        with tenant_client(stack, "providers") as c:
-            c.anthropic, c.gemini = anthropic, gemini
-            yield c
+    with anthropic_and_gemini_channels() as (anthropic, gemini), tenant_client(stack, "providers") as c:
+        c.anthropic, c.gemini = anthropic, gemini
+        yield c
 
 
 def run(client, body: dict) -> ChatCompletion:

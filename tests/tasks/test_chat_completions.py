@@ -1,0 +1,147 @@
+"""POST /v1/chat/completions with the official openai SDK, unchanged, against the running stack: each
+request a task (X-Task-Id), charged as its usage says, whichever provider's channel serves it."""
+
+from decimal import Decimal
+
+import httpx
+import openai
+import pytest
+
+from tasks.models import Task
+from tests.helpers import anthropic_and_gemini_channels
+
+pytestmark = pytest.mark.e2e
+
+# model name -> the provider whose channel serves it
+MODELS = {"fake-model": "openai", "claude-sonnet-4": "anthropic", "gemini-2.5-flash": "gemini"}
+
+
+@pytest.fixture
+def sdk(stack, stack_api):
+    """The openai SDK on the stack, with channels of all three providers (fake-model on the stack's
+    OpenAI-compatible fake, as stack_api set it up)."""
+    secret = stack_api.headers["Authorization"].removeprefix("Bearer ")
+    with (
+        anthropic_and_gemini_channels(output_per_million=Decimal(2)),
+        openai.OpenAI(base_url=f"{stack.web_url}/v1", api_key=secret, max_retries=0) as client,
+    ):
+        client.api = stack_api
+        yield client
+
+
+def charged_as_its_usage_says(sdk, task_id: str, usage) -> None:
+    """The task behind an answer: completed, from this dialect, charged input at 1 and output at 2
+    credits per million tokens, as the answer's usage counts them."""
+    task = sdk.api.get(f"/v1/tasks/{task_id}").json()
+    assert task["status"] == "completed", task
+    expected = (Decimal(usage.prompt_tokens) + 2 * Decimal(usage.completion_tokens)) / 1_000_000
+    assert Decimal(task["usage"]["credits_charged"]) == expected
+    assert Task.objects.get(pk=task_id).dialect == "openai"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_create_answers_a_chat_completion_and_charges_its_usage(sdk, model):
+    raw = sdk.chat.completions.with_raw_response.create(
+        model=model,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}],
+        max_completion_tokens=50,
+    )
+    completion = raw.parse()
+    assert completion.object == "chat.completion"
+    assert completion.choices[0].message.role == "assistant"
+    assert completion.choices[0].message.content == "Echo: hello there"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.prompt_tokens > 0 and completion.usage.completion_tokens > 0
+    charged_as_its_usage_says(sdk, raw.headers["X-Task-Id"], completion.usage)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_stream_delivers_the_text_and_usage_only_when_asked(sdk, model):
+    raw = sdk.chat.completions.with_raw_response.create(
+        model=model,
+        messages=[{"role": "user", "content": "stream this to me"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Echo: stream this to me"
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens > 0
+    charged_as_its_usage_says(sdk, raw.headers["X-Task-Id"], usage)
+
+    quiet = list(
+        sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}], stream=True)
+    )
+    assert quiet and all(chunk.usage is None for chunk in quiet)
+    assert "".join(c.choices[0].delta.content or "" for c in quiet if c.choices) == "Echo: x"
+
+
+def test_a_failed_completion_is_an_openai_error(stack, sdk):
+    httpx.post(f"{stack.fake_url}/_fake/config", json={"status": 400})
+    with pytest.raises(openai.APIStatusError) as refused:
+        sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "x"}])
+    assert refused.value.status_code == 502
+    assert refused.value.body["code"] == "upstream_rejected"
+    assert refused.value.response.headers["X-Task-Id"].startswith("task-llmrouter-")
+
+    stream = sdk.chat.completions.create(
+        model="fake-model", messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    with pytest.raises(openai.APIError) as failed:
+        list(stream)
+    assert failed.value.body["code"] == "upstream_rejected"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"max_tokens": 10, "max_completion_tokens": 20}, "max_completion_tokens"),
+        ({"temperature": 3}, "temperature"),
+        ({"logit_bias": {"50256": -100}}, "logit_bias"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ],
+)
+def test_bad_input_is_a_422_naming_the_field_before_any_hold(sdk, extra, param):
+    with pytest.raises(openai.UnprocessableEntityError) as refused:
+        sdk.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "x"}], **extra)
+    assert refused.value.body["param"] == param
+    assert not Task.objects.exists()
+
+
+def test_the_key_and_its_model_rules_apply_as_on_generations(stack, sdk):
+    stranger = openai.OpenAI(base_url=f"{stack.web_url}/v1", api_key="sk-wrong", max_retries=0)
+    with stranger, pytest.raises(openai.AuthenticationError):
+        stranger.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.UnprocessableEntityError) as unknown:
+        sdk.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    assert unknown.value.body["code"] == "model_not_found"
+
+
+def test_media_in_a_message_other_than_the_users_is_refused_before_the_upstream(sdk):
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    with pytest.raises(openai.UnprocessableEntityError) as refused:
+        sdk.chat.completions.create(
+            model="fake-model",
+            messages=[{"role": "user", "content": "look"}, {"role": "assistant", "content": [image]}],
+        )
+    assert refused.value.body["param"] == "messages[1].content[0].type"
+    assert not Task.objects.exists()
+
+
+def test_the_admin_shows_which_dialect_each_task_came_through(sdk, admin_client):
+    chat = sdk.chat.completions.with_raw_response.create(
+        model="fake-model", messages=[{"role": "user", "content": "x"}]
+    )
+    generation = sdk.api.post(
+        "/v1/llm/generations", json={"model": "fake-model", "prompt": "y", "sync": True}
+    )
+    page = admin_client.get(f"/admin/tasks/task/{chat.headers['X-Task-Id']}/change/").content.decode()
+    assert "OpenAI chat completions" in page
+    listing = admin_client.get("/admin/tasks/task/").content.decode()
+    assert listing.count("OpenAI chat completions") == 1 and listing.count("FoxAPI task") == 1
+    assert generation.headers["X-Task-Id"] in listing
