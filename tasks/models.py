@@ -194,7 +194,11 @@ class Task(models.Model):
     protocol = models.CharField(max_length=16)
     dialect = models.CharField(
         max_length=16,
-        choices=[("foxapi", "FoxAPI task"), ("openai", "OpenAI chat completions")],
+        choices=[
+            ("foxapi", "FoxAPI task"),
+            ("openai", "OpenAI chat completions"),
+            ("anthropic", "Anthropic messages"),
+        ],
         default="foxapi",
         help_text="The API the request came in through.",
     )

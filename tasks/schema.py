@@ -20,6 +20,18 @@ class ErrorSchema(serializers.Serializer):
     error = ErrorDetailSchema()
 
 
+class AnthropicErrorDetailSchema(serializers.Serializer):
+    type = serializers.CharField(help_text="invalid_request_error, authentication_error, ... api_error")
+    message = serializers.CharField()
+
+
+class AnthropicErrorSchema(serializers.Serializer):
+    """Anthropic's error body (POST /v1/messages)."""
+
+    type = serializers.CharField(help_text="always error")
+    error = AnthropicErrorDetailSchema()
+
+
 class ChatMessageSchema(serializers.Serializer):
     role = serializers.CharField()
     content = serializers.CharField(allow_null=True)
@@ -313,6 +325,14 @@ class StreamOptionsSchemaExtension(RequestSchemaExtension):
         schema["additionalProperties"] = False
 
 
+class AnthropicMetadataSchemaExtension(StreamOptionsSchemaExtension):
+    target_class = "tasks.serializers.AnthropicMetadataSerializer"
+
+    def request_rules(self, schema: dict[str, Any]) -> None:
+        _no_nul_in_strings(schema)
+        super().request_rules(schema)
+
+
 class ChatCompletionRequestSchemaExtension(RequestSchemaExtension):
     target_class = "tasks.serializers.ChatCompletionRequestSerializer"
 
@@ -401,4 +421,110 @@ EVENT_STREAM_SCHEMA: dict[str, Any] = {
             },
         ),
     ],
+}
+
+
+CACHE_CONTROL = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "pattern": "^ephemeral$"},
+        "ttl": {"type": "string", "pattern": "^(5m|1h)$"},
+    },
+    "required": ["type"],
+    "additionalProperties": False,
+}
+
+
+class AnthropicMessagesRequestSchemaExtension(RequestSchemaExtension):
+    target_class = "tasks.serializers.AnthropicMessagesRequestSerializer"
+
+    def request_rules(self, schema: dict[str, Any]) -> None:
+        _no_nul_in_strings(schema)
+        schema["additionalProperties"] = False
+        text_block = {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string", "pattern": "^text$"},
+                "text": {"type": "string", "pattern": NO_NUL},
+                "cache_control": CACHE_CONTROL,
+            },
+            "required": ["type", "text"],
+            "additionalProperties": False,
+        }
+        image_block = {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string", "pattern": "^image$"},
+                "source": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string", "pattern": "^url$"},
+                        "url": media_url("image", inline=False),
+                    },
+                    "required": ["type", "url"],
+                    "additionalProperties": False,
+                },
+                "cache_control": CACHE_CONTROL,
+            },
+            "required": ["type", "source"],
+            "additionalProperties": False,
+        }
+        text = {"type": "string", "pattern": NO_NUL}
+        schema["properties"]["system"] = {
+            "oneOf": [text, {"type": "array", "minItems": 1, "items": text_block}]
+        }
+        schema["properties"]["stop_sequences"]["items"] = {**text, "minLength": 1}
+        messages = schema["properties"]["messages"]
+        messages["items"] = {
+            "type": "object",
+            "properties": {"role": {"type": "string", "enum": ["user", "assistant"]}, "content": {}},
+            "required": ["role", "content"],
+            "additionalProperties": False,
+            "anyOf": [  # images only in user messages
+                {
+                    "properties": {
+                        "role": {"type": "string", "pattern": "^user$"},
+                        "content": {
+                            "oneOf": [
+                                text,
+                                {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "items": {"oneOf": [text_block, image_block]},
+                                },
+                            ]
+                        },
+                    }
+                },
+                {
+                    "properties": {
+                        "content": {"oneOf": [text, {"type": "array", "minItems": 1, "items": text_block}]}
+                    }
+                },
+            ],
+        }
+
+
+ANTHROPIC_MESSAGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Anthropic's Message",
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"type": "string", "pattern": "^message$"},
+        "role": {"type": "string", "pattern": "^assistant$"},
+        "model": {"type": "string"},
+        "content": {"type": "array", "items": {"type": "object"}},
+        "stop_reason": {"type": "string", "nullable": True},
+        "stop_sequence": {"type": "string", "nullable": True},
+        "usage": {"type": "object"},
+    },
+    "required": ["id", "type", "role", "model", "content", "stop_reason", "usage"],
+}
+ANTHROPIC_EVENT_STREAM_SCHEMA: dict[str, Any] = {
+    "description": "Anthropic's stream events: message_start, content_block_start, content_block_delta, "
+    "content_block_stop, message_delta, message_stop; ping while the upstream is silent; error ends a "
+    "failed one.",
+    "type": "object",
+    "properties": {"event": {"type": "string"}, "data": {"type": "string", "description": "JSON"}},
+    "required": ["event", "data"],
 }

@@ -233,17 +233,17 @@ class MessageSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs["role"] != "user" and isinstance(attrs["content"], list):
-            for index, part in enumerate(attrs["content"]):
-                if part["type"] != "text":  # as OpenAI rules, and every provider with it
-                    raise serializers.ValidationError(
-                        {
-                            "content": {
-                                index: {"type": [f"{part['type']} parts are only allowed in user messages"]}
-                            }
-                        }
-                    )
-        return attrs
+        return media_from_users_only(attrs)
+
+
+def media_from_users_only(message: dict[str, Any]) -> dict[str, Any]:
+    """Refuse media in a message other than the user's, as OpenAI does (and every provider with it)."""
+    if message["role"] != "user" and isinstance(message["content"], list):
+        for index, part in enumerate(message["content"]):
+            if part["type"] != "text":
+                problem = f"{part['type']} parts are only allowed in user messages"
+                raise serializers.ValidationError({"content": {index: {"type": [problem]}}})
+    return message
 
 
 @extend_schema_field(
@@ -410,6 +410,170 @@ class ChatCompletionRequestSerializer(StrictRequestSerializer):
             "sync": True,
             "stream": bool(attrs.get("stream")),
             "include_usage": bool((attrs.get("stream_options") or {}).get("include_usage")),
+        }
+
+
+ANTHROPIC_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+# Anthropic's other Messages parameters and blocks: refused by name until this gateway takes them.
+ANTHROPIC_PARAMETERS_NOT_TAKEN = frozenset(
+    {"tools", "tool_choice", "thinking", "top_k", "service_tier", "container", "mcp_servers"}
+)
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string"},
+            {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["type"]}},
+        ]
+    }
+)
+class AnthropicContentField(serializers.Field):
+    """A Messages content: a string, or text and image blocks, validated into OpenAI's content (text
+    parts and image_url parts) for the task. `cache_control` on a block is accepted; it does not reach
+    the upstream yet."""
+
+    def to_internal_value(self, data: Any) -> str | list[dict[str, Any]]:
+        if isinstance(data, str):
+            return checked_text(data)
+        if not isinstance(data, list) or not data:
+            raise serializers.ValidationError("must be a string or a non-empty array of content blocks")
+        parts = []
+        for index, block in enumerate(data):
+            try:
+                parts.append(self.block(block))
+            except serializers.ValidationError as error:
+                raise serializers.ValidationError({index: error.detail}) from None
+        return parts
+
+    def block(self, block: Any) -> dict[str, Any]:
+        if not isinstance(block, dict):
+            raise serializers.ValidationError("must be an object")
+        kind = block.get("type")
+        if kind not in ("text", "image"):
+            raise serializers.ValidationError(
+                {"type": ["this gateway takes text and image blocks; others are not taken yet"]}
+            )
+        unknown = sorted(set(block) - {"type", "cache_control", "text" if kind == "text" else "source"})
+        if unknown:
+            raise serializers.ValidationError({unknown[0]: ["is not a known field"]})
+        cache_control = block.get("cache_control", {"type": "ephemeral"})
+        if (
+            not isinstance(cache_control, dict)
+            or cache_control.get("type") != "ephemeral"
+            or not set(cache_control) <= {"type", "ttl"}
+            or cache_control.get("ttl", "5m") not in ("5m", "1h")
+        ):
+            raise serializers.ValidationError(
+                {"cache_control": ['must be {"type": "ephemeral"} with ttl 5m or 1h']}
+            )
+        if kind == "text":
+            text = block.get("text")
+            if not isinstance(text, str):
+                raise serializers.ValidationError({"text": ["must be a string"]})
+            return {"type": "text", "text": checked_text(text)}
+        source = block.get("source")
+        if not isinstance(source, dict) or source.get("type") not in ("base64", "url"):
+            raise serializers.ValidationError({"source": ['must be {"type": "base64" or "url", ...}']})
+        if source["type"] == "url":
+            url, expected = source.get("url"), {"type", "url"}
+        else:
+            if source.get("media_type") not in ANTHROPIC_IMAGE_TYPES:
+                raise serializers.ValidationError(
+                    {"source": {"media_type": [f"must be one of {', '.join(ANTHROPIC_IMAGE_TYPES)}"]}}
+                )
+            data = source.get("data")
+            url = f"data:{source['media_type']};base64,{data}" if isinstance(data, str) else None
+            expected = {"type", "media_type", "data"}
+        unknown = sorted(set(source) - expected)
+        if unknown:
+            raise serializers.ValidationError({"source": {unknown[0]: ["is not a known field"]}})
+        try:
+            url = MediaUrlField(kind="image", error_code="invalid_image_url").run_validation(url)
+        except serializers.ValidationError as error:
+            field = "url" if source["type"] == "url" else "data"
+            raise serializers.ValidationError({"source": {field: error.detail}}) from None
+        return {"type": "image_url", "image_url": {"url": url}}
+
+
+class AnthropicMessageSerializer(StrictRequestSerializer):
+    role = serializers.ChoiceField(
+        choices=("user", "assistant"), error_messages={"invalid_choice": "must be user or assistant"}
+    )
+    content = AnthropicContentField()
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("must be an object")
+        return super().to_internal_value(data)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return media_from_users_only(attrs)
+
+
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]})
+class AnthropicSystemField(serializers.Field):
+    """`system`: a string, or text blocks (joined)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, str):
+            return checked_text(data)
+        content = AnthropicContentField().run_validation(data)
+        if isinstance(content, str) or any(part["type"] != "text" for part in content):
+            raise serializers.ValidationError("must be a string or an array of text blocks")
+        return "\n\n".join(part["text"] for part in content)
+
+
+class AnthropicMetadataSerializer(StrictRequestSerializer):
+    user_id = StrictCharField(max_length=256, required=False, allow_null=True)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("must be an object")
+        return super().to_internal_value(data)
+
+
+class AnthropicMessagesRequestSerializer(StrictRequestSerializer):
+    """POST /v1/messages: Anthropic's Messages request, validated into what a generation's custom protocol
+    takes (OpenAI chat messages, the system prompt first), always answered in sync mode."""
+
+    model = StrictCharField(max_length=200)
+    max_tokens = StrictIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT)
+    messages = StrictListField(child=AnthropicMessageSerializer(), min_length=1, max_length=MESSAGES_MAX)
+    system = AnthropicSystemField(required=False)
+    temperature = StrictFloatField(min_value=0, max_value=1, required=False)
+    top_p = StrictFloatField(min_value=0, max_value=1, required=False)
+    stop_sequences = StrictListField(
+        child=StrictCharField(trim_whitespace=False), max_length=STOP_SEQUENCES_MAX, required=False
+    )
+    stream = StrictBooleanField(default=False)
+    metadata = AnthropicMetadataSerializer(required=False)  # accepted; not stored yet
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            untaken = sorted(set(data) & ANTHROPIC_PARAMETERS_NOT_TAKEN)
+            if untaken:
+                raise _invalid(
+                    untaken[0], "is an Anthropic Messages parameter this gateway does not take yet"
+                )
+        return super().to_internal_value(data)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        messages = [dict(message) for message in attrs["messages"]]
+        if attrs.get("system"):
+            messages.insert(0, {"role": "system", "content": attrs["system"]})
+        return {
+            "model": attrs["model"],
+            "messages": messages,
+            "max_tokens": attrs["max_tokens"],
+            "temperature": attrs.get("temperature"),
+            "top_p": attrs.get("top_p"),
+            "stop": [checked_text(stop) for stop in attrs["stop_sequences"]]
+            if attrs.get("stop_sequences")
+            else None,
+            "protocol": "custom",
+            "sync": True,
+            "stream": attrs["stream"],
         }
 
 

@@ -71,29 +71,6 @@ async def task_events(task_id: str, *, offset: int) -> AsyncIterator[str]:
     yield _ending(chunks.finished, total)
 
 
-async def chat_completion_events(task_id: str, *, include_usage: bool) -> AsyncIterator[str]:
-    """The task's stream as OpenAI streams a chat completion: `data:` lines of chunks, then
-    `data: [DONE]`; a failure is a last `data:` line holding OpenAI's error object. Usage comes only
-    when the caller asked for it (`stream_options.include_usage`), on the usage-only last chunk."""
-    chunks = TaskChunks(task_id, offset=0)
-    async for seq, data in chunks:
-        if seq is None:
-            yield data
-            continue
-        if not include_usage and '"usage"' in data:
-            chunk = json.loads(data)
-            chunk.pop("usage", None)
-            if not chunk.get("choices"):
-                continue  # the usage-only chunk
-            data = json.dumps(chunk, separators=(",", ":"))
-        yield f"data: {data}\n\n"
-    task = chunks.finished
-    if task.status != Task.Status.COMPLETED:
-        error = {"message": task.error_message, "type": "task_error", "code": task.error_code, "param": None}
-        yield f"data: {json.dumps({'error': error})}\n\n"
-    yield "data: [DONE]\n\n"
-
-
 class TaskChunks:
     """(seq, data) of each of a task's chunks from `offset` on, until the task has finished, with
     (None, KEEP_ALIVE) whenever it is silent for STREAM_KEEPALIVE_SECONDS; then `finished` is the task

@@ -6,6 +6,7 @@ from tasks import views
 urlpatterns = [
     path("llm/generations", views.GenerationCreateApi.as_view(), name="generation-create"),
     path("chat/completions", views.ChatCompletionCreateApi.as_view(), name="chat-completion-create"),
+    path("messages", views.MessageCreateApi.as_view(), name="message-create"),
     path(
         "llm/generations/<str:task_id>/stream", views.GenerationStreamApi.as_view(), name="generation-stream"
     ),

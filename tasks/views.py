@@ -22,18 +22,26 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from foxgate.errors import InvalidParam, NotFound, StillRunning, TaskFailed
+from foxgate.errors import InvalidParam, NotFound, StillRunning, TaskFailed, api_exception_handler
 from tasks import schema
+from tasks.dialects import (
+    anthropic_error,
+    anthropic_message,
+    anthropic_message_events,
+    chat_completion_events,
+)
 from tasks.events import connection_release, listener
 from tasks.models import Task, new_task_id
 from tasks.selectors import models_available, task_as_api, task_get, task_wait
 from tasks.serializers import (
+    AnthropicMessagesRequestSerializer,
     ChatCompletionRequestSerializer,
     GenerationRequestSerializer,
     StrictRequestSerializer,
 )
 from tasks.services import Admitted, task_submit
-from tasks.streaming import EventStreamRenderer, chat_completion_events, stream_check, task_events
+from tasks.streaming import EventStreamRenderer, stream_check, task_events
+from tenants.authentication import AnthropicKeyAuthentication
 from tenants.selectors import credits_summary
 
 ERRORS = {
@@ -159,7 +167,7 @@ class GenerationCreateApi(OneHopApi):
             # wait is cancelled and the result stays available from GET /v1/tasks/{id}.
             outcome = await task_wait(task_id=task.id, heard=heard, timeout=settings.SYNC_WAIT_SECONDS)
         if outcome.status == Task.Status.COMPLETED:
-            return Response(outcome.result, headers=headers)
+            return Response(self.answer(task.id, outcome.result), headers=headers)
         error = (
             TaskFailed(outcome.error_code, outcome.error_message)
             if outcome.status == Task.Status.FAILED
@@ -191,6 +199,10 @@ class GenerationCreateApi(OneHopApi):
         """The sync stream's events, as this dialect streams."""
         return task_events(task_id, offset=0)
 
+    def answer(self, task_id: str, completion: dict[str, Any]) -> dict[str, Any]:
+        """A sync answer, as this dialect answers: the task's ChatCompletion itself."""
+        return completion
+
 
 class ChatCompletionCreateApi(GenerationCreateApi):
     """POST /v1/chat/completions: a generation in sync mode, asked and answered in OpenAI's format."""
@@ -217,6 +229,58 @@ class ChatCompletionCreateApi(GenerationCreateApi):
 
     def events(self, task_id: str) -> AsyncIterator[str]:
         return chat_completion_events(task_id, include_usage=self.validated["include_usage"])
+
+
+def anthropic_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """The API's error handling, its envelope rewritten as Anthropic's error body."""
+    response = api_exception_handler(exc, context)
+    response.data = anthropic_error(response.status_code, response.data["error"]["message"])
+    return response
+
+
+def anthropic_errors(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
+    return {
+        key: OpenApiResponse(schema.AnthropicErrorSchema, description=response.description)
+        for key, response in errors(*statuses).items()
+    }
+
+
+class MessageCreateApi(GenerationCreateApi):
+    """POST /v1/messages: a generation in sync mode, asked and answered in Anthropic's Messages format,
+    with Anthropic's error body; the key comes as `x-api-key` or Bearer."""
+
+    authentication_classes = (AnthropicKeyAuthentication,)
+    request_serializer = AnthropicMessagesRequestSerializer
+    dialect = "anthropic"
+
+    @extend_schema(
+        operation_id="message_create",
+        summary="Create a message (Anthropic's Messages)",
+        description="Anthropic's request and answer: the Message, or with `stream: true` its events "
+        "(message_start ... message_stop). Errors in Anthropic's body. Every request is a task, its id in "
+        "X-Task-Id.",
+        request=AnthropicMessagesRequestSerializer,
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                schema.ANTHROPIC_MESSAGE_SCHEMA, description="The Message"
+            ),
+            (200, "text/event-stream"): OpenApiResponse(
+                schema.ANTHROPIC_EVENT_STREAM_SCHEMA, description="with stream: the Message's events"
+            ),
+            **anthropic_errors(402, 422, 429, 502, 504),
+        },
+    )
+    async def post(self, request: Request) -> Response:
+        return await super().post(request)
+
+    def events(self, task_id: str) -> AsyncIterator[str]:
+        return anthropic_message_events(task_id, model=self.validated["model"])
+
+    def answer(self, task_id: str, completion: dict[str, Any]) -> dict[str, Any]:
+        return anthropic_message(completion, task_id=task_id, model=self.validated["model"])
+
+    def get_exception_handler(self) -> Any:
+        return anthropic_exception_handler
 
 
 class GenerationStreamApi(AsyncAPIView):

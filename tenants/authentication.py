@@ -42,12 +42,35 @@ class ApiKeyAuthentication(BaseAuthentication):
         return self.keyword
 
 
+class AnthropicKeyAuthentication(ApiKeyAuthentication):
+    """Anthropic's `x-api-key: sk-...` header, which its SDK and tools send; else the Bearer header."""
+
+    def authenticate(self, request: Request) -> tuple[ApiKey, Tenant] | None:
+        secret = request.headers.get("x-api-key")
+        if secret is None:
+            return super().authenticate(request)
+        api_key = key_authenticate(secret.strip(), client_ip=request.META.get("REMOTE_ADDR", ""))
+        set_tenant(api_key.tenant.slug)
+        return api_key, api_key.tenant
+
+
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = ApiKeyAuthentication
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema: object) -> dict[str, str]:
         return {"type": "http", "scheme": "bearer", "description": "An API key: sk-<key id><secret>"}
+
+
+class AnthropicKeyAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = AnthropicKeyAuthentication
+    name = "AnthropicApiKey"
+
+    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
+        return {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "An API key: sk-..."}
+
+    def get_security_requirement(self, auto_schema: object) -> list[dict[str, list]]:
+        return [{"AnthropicApiKey": []}, {"ApiKey": []}]  # either header
 
 
 class KeyCache:

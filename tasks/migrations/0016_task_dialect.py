@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='task',
             name='dialect',
-            field=models.CharField(choices=[('foxapi', 'FoxAPI task'), ('openai', 'OpenAI chat completions')], default='foxapi', help_text='The API the request came in through.', max_length=16),
+            field=models.CharField(choices=[('foxapi', 'FoxAPI task'), ('openai', 'OpenAI chat completions'), ('anthropic', 'Anthropic messages')], default='foxapi', help_text='The API the request came in through.', max_length=16),
         ),
     ]

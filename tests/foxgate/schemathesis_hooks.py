@@ -15,7 +15,7 @@ MODEL = "fake-model"
 @schemathesis.hook
 def map_case(context: Any, case: Any) -> Any:
     if (
-        case.operation.path.endswith(("/llm/generations", "/chat/completions"))
+        case.operation.path.endswith(("/llm/generations", "/chat/completions", "/messages"))
         and isinstance(case.body, dict)
         and isinstance(case.body.get("model"), str)
         and not case.meta.is_negative_at(ParameterLocation.BODY)

@@ -7,6 +7,7 @@ pytestmark = pytest.mark.django_db
 PUBLIC = {
     ("post", "/v1/llm/generations"),
     ("post", "/v1/chat/completions"),
+    ("post", "/v1/messages"),
     ("get", "/v1/tasks/{task_id}"),
     ("get", "/v1/llm/generations/{task_id}/stream"),
     ("get", "/v1/configs/llm_generations_models"),

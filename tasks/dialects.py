@@ -1,0 +1,136 @@
+"""What the OpenAI and Anthropic dialects answer: a task's result and its stream in their formats.
+
+The task itself is always the FoxAPI one, its result an OpenAI ChatCompletion and its stream OpenAI
+chat.completion.chunks (tasks/streaming.py); each dialect renders them as its own clients expect."""
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from tasks.models import Task
+from tasks.streaming import TaskChunks
+
+# OpenAI's finish_reason -> Anthropic's stop_reason
+STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+}
+# The error type Anthropic's clients read, by HTTP status
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    410: "not_found_error",
+    413: "request_too_large",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
+
+
+async def chat_completion_events(task_id: str, *, include_usage: bool) -> AsyncIterator[str]:
+    """The task's stream as OpenAI streams a chat completion: `data:` lines of chunks, then
+    `data: [DONE]`; a failure is a last `data:` line holding OpenAI's error object. Usage comes only
+    when the caller asked for it (`stream_options.include_usage`), on the usage-only last chunk."""
+    chunks = TaskChunks(task_id, offset=0)
+    async for seq, data in chunks:
+        if seq is None:
+            yield data
+            continue
+        if not include_usage and '"usage"' in data:
+            chunk = json.loads(data)
+            chunk.pop("usage", None)
+            if not chunk.get("choices"):
+                continue  # the usage-only chunk
+            data = json.dumps(chunk, separators=(",", ":"))
+        yield f"data: {data}\n\n"
+    task = chunks.finished
+    if task.status != Task.Status.COMPLETED:
+        error = {"message": task.error_message, "type": "task_error", "code": task.error_code, "param": None}
+        yield f"data: {json.dumps({'error': error})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def anthropic_error(status: int, message: str) -> dict[str, Any]:
+    """Anthropic's error body."""
+    return {
+        "type": "error",
+        "error": {"type": ANTHROPIC_ERROR_TYPES.get(status, "api_error"), "message": message},
+    }
+
+
+def anthropic_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    return {
+        "input_tokens": int(usage.get("prompt_tokens") or 0) - cached,
+        "output_tokens": int(usage.get("completion_tokens") or 0),
+        "cache_read_input_tokens": cached,
+        "cache_creation_input_tokens": 0,
+    }
+
+
+def anthropic_message(completion: dict[str, Any], *, task_id: str, model: str) -> dict[str, Any]:
+    """A task's ChatCompletion as Anthropic's Message."""
+    choice = completion["choices"][0]
+    text = choice["message"].get("content") or ""
+    return {
+        "id": anthropic_message_id(task_id),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}] if text else [],
+        "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
+        "stop_sequence": None,
+        "usage": anthropic_usage(completion.get("usage") or {}),
+    }
+
+
+def anthropic_message_id(task_id: str) -> str:
+    return "msg_" + task_id.removeprefix("task-llmrouter-").replace("-", "_")
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps({'type': name, **data}, separators=(',', ':'))}\n\n"
+
+
+async def anthropic_message_events(task_id: str, *, model: str) -> AsyncIterator[str]:
+    """The task's stream as Anthropic streams a Message: message_start, one text block
+    (content_block_start, its text_delta events, content_block_stop), message_delta with the stop reason
+    and the usage, message_stop; a failure is an `error` event instead of the closing ones."""
+    start = anthropic_message({"choices": [{"message": {}}], "usage": {}}, task_id=task_id, model=model)
+    yield _event("message_start", {"message": {**start, "stop_reason": None}})
+    chunks = TaskChunks(task_id, offset=0)
+    block_open = False
+    finish_reason, usage = "stop", {}
+    async for seq, data in chunks:
+        if seq is None:
+            yield _event("ping", {})
+            continue
+        chunk = json.loads(data)
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            finish_reason = choice.get("finish_reason") or finish_reason
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                if not block_open:
+                    yield _event(
+                        "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
+                    )
+                    block_open = True
+                yield _event(
+                    "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}}
+                )
+    task = chunks.finished
+    if task.status != Task.Status.COMPLETED:
+        yield _event("error", {"error": anthropic_error(502, task.error_message)["error"]})
+        return
+    if block_open:
+        yield _event("content_block_stop", {"index": 0})
+    stop = {"stop_reason": STOP_REASONS.get(finish_reason, "end_turn"), "stop_sequence": None}
+    yield _event("message_delta", {"delta": stop, "usage": anthropic_usage(usage)})
+    yield _event("message_stop", {})

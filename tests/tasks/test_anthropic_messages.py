@@ -1,0 +1,165 @@
+"""POST /v1/messages with the official anthropic SDK, unchanged, against the running stack: each request a
+task (X-Task-Id), charged as its usage says, whichever provider's channel serves it."""
+
+from decimal import Decimal
+
+import anthropic
+import httpx
+import pytest
+
+from tasks.models import Task
+from tests.helpers import anthropic_and_gemini_channels, upstream_requests
+
+pytestmark = pytest.mark.e2e
+
+MODELS = ("fake-model", "claude-sonnet-4", "gemini-2.5-flash")  # OpenAI-compatible, Anthropic, Gemini
+
+
+@pytest.fixture
+def sdk(stack, stack_api):
+    """The anthropic SDK on the stack (its key as x-api-key, as the SDK sends it), with channels of all
+    three providers."""
+    secret = stack_api.headers["Authorization"].removeprefix("Bearer ")
+    with (
+        anthropic_and_gemini_channels(output_per_million=Decimal(2)),
+        anthropic.Anthropic(base_url=stack.web_url, api_key=secret, max_retries=0) as client,
+    ):
+        client.api, client.secret = stack_api, secret
+        yield client
+
+
+def charged_as_its_usage_says(sdk, task_id: str, usage) -> None:
+    task = sdk.api.get(f"/v1/tasks/{task_id}").json()
+    assert task["status"] == "completed", task
+    input_tokens = usage.input_tokens + (usage.cache_read_input_tokens or 0)
+    expected = (Decimal(input_tokens) + 2 * Decimal(usage.output_tokens)) / 1_000_000
+    assert Decimal(task["usage"]["credits_charged"]) == expected
+    assert Task.objects.get(pk=task_id).dialect == "anthropic"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_create_answers_a_message_and_charges_its_usage(sdk, model):
+    raw = sdk.messages.with_raw_response.create(
+        model=model,
+        max_tokens=100,
+        system="Be brief.",
+        messages=[{"role": "user", "content": "hello there"}],
+    )
+    message = raw.parse()
+    assert message.type == "message" and message.role == "assistant" and message.model == model
+    assert [block.type for block in message.content] == ["text"]
+    assert message.content[0].text == "Echo: hello there"
+    assert message.stop_reason == "end_turn"
+    assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
+    charged_as_its_usage_says(sdk, raw.headers["X-Task-Id"], message.usage)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_stream_helper_delivers_the_text_and_the_final_usage(sdk, model):
+    with sdk.messages.stream(
+        model=model, max_tokens=100, messages=[{"role": "user", "content": "stream this to me"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "Echo: stream this to me"
+    assert final.content[0].text == text and final.stop_reason == "end_turn"
+    assert final.usage.input_tokens > 0 and final.usage.output_tokens > 0
+    task_id = stream.response.headers["X-Task-Id"]
+    charged_as_its_usage_says(sdk, task_id, final.usage)
+
+
+def test_blocks_system_and_stop_sequences_reach_the_upstream_as_openai_messages(stack, sdk):
+    sdk.messages.create(
+        model="fake-model",
+        max_tokens=50,
+        system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        stop_sequences=["END"],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is it?"},
+                    {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+                ],
+            },
+            {"role": "assistant", "content": "A cat."},
+            {"role": "user", "content": "Sure?"},
+        ],
+    )
+    sent = upstream_requests(stack)[-1]["body"]
+    assert sent["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is it?"},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+            ],
+        },
+        {"role": "assistant", "content": "A cat."},
+        {"role": "user", "content": "Sure?"},
+    ]
+    assert sent["stop"] == ["END"] and sent["max_tokens"] == 50
+
+
+def test_a_bearer_key_works_too_and_a_wrong_key_is_anthropics_authentication_error(stack, sdk):
+    bearer = anthropic.Anthropic(base_url=stack.web_url, auth_token=sdk.secret, max_retries=0)
+    with bearer:
+        message = bearer.messages.create(
+            model="fake-model", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
+    assert message.content[0].text == "Echo: x"
+    stranger = anthropic.Anthropic(base_url=stack.web_url, api_key="sk-wrong", max_retries=0)
+    with stranger, pytest.raises(anthropic.AuthenticationError) as refused:
+        stranger.messages.create(
+            model="fake-model", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
+    assert refused.value.body["type"] == "error"
+    assert refused.value.body["error"]["type"] == "authentication_error"
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
+        ({"max_tokens": 10, "messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+        ({"max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "tools": []}, "tools"),
+        (
+            {"max_tokens": 10, "messages": [{"role": "user", "content": [{"type": "tool_result"}]}]},
+            "messages[0].content[0].type",
+        ),
+        (
+            {"max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "temperature": 1.5},
+            "temperature",
+        ),
+    ],
+)
+def test_bad_input_is_anthropics_invalid_request_error_naming_the_field(stack, sdk, body, named):
+    response = httpx.post(
+        f"{stack.web_url}/v1/messages",
+        json={"model": "fake-model", **body},
+        headers={"x-api-key": sdk.secret, "anthropic-version": "2023-06-01"},
+    )
+    assert response.status_code == 422
+    error = response.json()
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["message"].startswith(f"{named}:")
+    assert not Task.objects.exists()
+
+
+def test_a_failed_message_is_anthropics_api_error(stack, sdk):
+    httpx.post(f"{stack.fake_url}/_fake/config", json={"status": 400})
+    with pytest.raises(anthropic.APIStatusError) as refused:
+        sdk.messages.create(model="fake-model", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert refused.value.status_code == 502
+    assert refused.value.body["error"]["type"] == "api_error"
+    assert refused.value.response.headers["X-Task-Id"].startswith("task-llmrouter-")
+
+    with (
+        pytest.raises(anthropic.APIStatusError) as failed,
+        sdk.messages.stream(
+            model="fake-model", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        ) as stream,
+    ):
+        list(stream.text_stream)
+    assert failed.value.body["error"]["type"] == "api_error"
