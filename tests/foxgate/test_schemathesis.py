@@ -40,8 +40,11 @@ def test_schemathesis_finds_no_failure_against_the_running_api(stack, stack_api,
             str(SEED),
             "--request-timeout",
             "30",
+            # One thread: with two, hypothesis's concurrent ast.parse calls trip a CPython 3.11 bug
+            # ("SystemError: AST constructor recursion depth mismatch", python/cpython#106905) now and
+            # then, and the run ends in a runtime error that says nothing about the API.
             "--workers",
-            "2",
+            "1",
             "--report-dir",
             str(tmp_path),
         ],
