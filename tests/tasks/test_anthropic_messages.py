@@ -5,10 +5,11 @@ from decimal import Decimal
 
 import anthropic
 import httpx
+import openai
 import pytest
 
 from tasks.models import Task
-from tests.helpers import anthropic_and_gemini_channels, upstream_requests
+from tests.helpers import anthropic_and_gemini_channels, run_command, upstream_requests
 
 pytestmark = pytest.mark.e2e
 
@@ -163,3 +164,27 @@ def test_a_failed_message_is_anthropics_api_error(stack, sdk):
     ):
         list(stream.text_stream)
     assert failed.value.body["error"]["type"] == "api_error"
+
+
+def test_the_books_balance_after_requests_of_every_dialect_and_provider(stack, sdk):
+    """Charges, holds and releases of both SDK dialects and FoxAPI's, served and failed, streamed or
+    not, through all three providers: billing_audit finds every ledger line where it should be."""
+    chat = openai.OpenAI(base_url=f"{stack.web_url}/v1", api_key=sdk.secret, max_retries=0)
+    with chat:
+        for model in MODELS:
+            sdk.messages.create(model=model, max_tokens=20, messages=[{"role": "user", "content": "a"}])
+            with sdk.messages.stream(
+                model=model, max_tokens=20, messages=[{"role": "user", "content": "b"}]
+            ) as s:
+                s.get_final_message()
+            chat.chat.completions.create(model=model, messages=[{"role": "user", "content": "c"}])
+            list(
+                chat.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "d"}], stream=True
+                )
+            )
+        httpx.post(f"{stack.fake_url}/_fake/config", json={"status": 400})
+        with pytest.raises(openai.APIStatusError):
+            chat.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "e"}])
+    assert Task.objects.filter(status=Task.Status.COMPLETED).count() == 12
+    assert "books balance" in run_command("billing_audit")  # exits 0
