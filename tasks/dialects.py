@@ -127,7 +127,7 @@ async def anthropic_message_events(task_id: str, *, model: str) -> AsyncIterator
                 )
     task = chunks.finished
     if task.status != Task.Status.COMPLETED:
-        yield _event("error", {"error": anthropic_error(502, task.error_message)["error"]})
+        yield _event("error", {"error": {"type": "api_error", "message": task.error_message}})
         return
     if block_open:
         yield _event("content_block_stop", {"index": 0})

@@ -318,19 +318,20 @@ def _absent_or_null(name: str, kind: str) -> list[dict[str, Any]]:
     return [{"not": {"required": [name]}}, {"properties": {name: {"not": {"type": kind}}}}]
 
 
-class StreamOptionsSchemaExtension(RequestSchemaExtension):
-    target_class = "tasks.serializers.StreamOptionsSerializer"
-
-    def request_rules(self, schema: dict[str, Any]) -> None:
-        schema["additionalProperties"] = False
-
-
-class AnthropicMetadataSchemaExtension(StreamOptionsSchemaExtension):
-    target_class = "tasks.serializers.AnthropicMetadataSerializer"
+class ClosedObjectSchemaExtension(RequestSchemaExtension):
+    """An object within a request: its fields and no other, no NUL in its strings."""
 
     def request_rules(self, schema: dict[str, Any]) -> None:
         _no_nul_in_strings(schema)
-        super().request_rules(schema)
+        schema["additionalProperties"] = False
+
+
+class StreamOptionsSchemaExtension(ClosedObjectSchemaExtension):
+    target_class = "tasks.serializers.StreamOptionsSerializer"
+
+
+class AnthropicMetadataSchemaExtension(ClosedObjectSchemaExtension):
+    target_class = "tasks.serializers.AnthropicMetadataSerializer"
 
 
 class ChatCompletionRequestSchemaExtension(RequestSchemaExtension):

@@ -270,7 +270,12 @@ class StopField(serializers.Field):
 
 
 class StrictRequestSerializer(serializers.Serializer):
-    """A request body: a JSON object whose every field is declared (an unknown one is 422 naming it)."""
+    """A request body, or an object within one: a JSON object whose every field is declared (an unknown
+    one is 422 naming it). `not_taken` lists the names its API defines that this gateway does not take
+    yet, refused by name as such rather than as unknown."""
+
+    not_taken: frozenset[str] = frozenset()
+    not_taken_as = "a parameter"
 
     @property
     def fields(self) -> Any:
@@ -286,7 +291,12 @@ class StrictRequestSerializer(serializers.Serializer):
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
-            raise serializers.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
+            if self.parent is None:
+                raise serializers.ValidationError({"non_field_errors": ["The body must be a JSON object."]})
+            raise serializers.ValidationError("must be an object")
+        untaken = sorted(set(data) & self.not_taken)
+        if untaken:
+            raise _invalid(untaken[0], f"is {self.not_taken_as} this gateway does not take yet")
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
             raise serializers.ValidationError({unknown[0]: ["is not a known field"]})
@@ -352,11 +362,6 @@ class GenerationRequestSerializer(StrictRequestSerializer):
 class StreamOptionsSerializer(StrictRequestSerializer):
     include_usage = StrictBooleanField(default=False)
 
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError("must be an object")
-        return super().to_internal_value(data)
-
 
 # OpenAI's other Chat Completions parameters: refused by name, not as unknown (a 422 either way).
 OPENAI_CHAT_PARAMETERS_NOT_TAKEN = frozenset(
@@ -373,6 +378,9 @@ class ChatCompletionRequestSerializer(StrictRequestSerializer):
     """POST /v1/chat/completions: OpenAI's Chat Completions request, validated into what a generation's
     custom protocol takes (its messages, sent as given), always answered in sync mode."""
 
+    not_taken = OPENAI_CHAT_PARAMETERS_NOT_TAKEN
+    not_taken_as = "an OpenAI chat parameter"
+
     model = StrictCharField(max_length=200)
     messages = StrictListField(child=MessageSerializer(), min_length=1, max_length=MESSAGES_MAX)
     max_tokens = StrictIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True)
@@ -385,13 +393,6 @@ class ChatCompletionRequestSerializer(StrictRequestSerializer):
     n = StrictIntegerField(min_value=1, max_value=1, required=False, allow_null=True)
     stream = StrictBooleanField(default=False, allow_null=True)
     stream_options = StreamOptionsSerializer(required=False, allow_null=True)
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, dict):
-            untaken = sorted(set(data) & OPENAI_CHAT_PARAMETERS_NOT_TAKEN)
-            if untaken:
-                raise _invalid(untaken[0], "is an OpenAI chat parameter this gateway does not take yet")
-        return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("stream_options") is not None and not attrs.get("stream"):
@@ -502,11 +503,6 @@ class AnthropicMessageSerializer(StrictRequestSerializer):
     )
     content = AnthropicContentField()
 
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError("must be an object")
-        return super().to_internal_value(data)
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         return media_from_users_only(attrs)
 
@@ -527,15 +523,13 @@ class AnthropicSystemField(serializers.Field):
 class AnthropicMetadataSerializer(StrictRequestSerializer):
     user_id = StrictCharField(max_length=256, required=False, allow_null=True)
 
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError("must be an object")
-        return super().to_internal_value(data)
-
 
 class AnthropicMessagesRequestSerializer(StrictRequestSerializer):
     """POST /v1/messages: Anthropic's Messages request, validated into what a generation's custom protocol
     takes (OpenAI chat messages, the system prompt first), always answered in sync mode."""
+
+    not_taken = ANTHROPIC_PARAMETERS_NOT_TAKEN
+    not_taken_as = "an Anthropic Messages parameter"
 
     model = StrictCharField(max_length=200)
     max_tokens = StrictIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT)
@@ -548,15 +542,6 @@ class AnthropicMessagesRequestSerializer(StrictRequestSerializer):
     )
     stream = StrictBooleanField(default=False)
     metadata = AnthropicMetadataSerializer(required=False)  # accepted; not stored yet
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, dict):
-            untaken = sorted(set(data) & ANTHROPIC_PARAMETERS_NOT_TAKEN)
-            if untaken:
-                raise _invalid(
-                    untaken[0], "is an Anthropic Messages parameter this gateway does not take yet"
-                )
-        return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         messages = [dict(message) for message in attrs["messages"]]

@@ -29,14 +29,21 @@ class ApiKeyAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[ApiKey, Tenant] | None:
+        secret = self.secret(request)
+        if secret is None:
+            return None
+        api_key = key_authenticate(secret, client_ip=request.META.get("REMOTE_ADDR", ""))
+        set_tenant(api_key.tenant.slug)
+        return api_key, api_key.tenant
+
+    def secret(self, request: Request) -> str | None:
+        """The key the request carries, None if it carries none."""
         header = get_authorization_header(request).decode("latin-1").split()
         if not header:
             return None
         if header[0].lower() != self.keyword.lower() or len(header) != 2:
             raise AuthenticationError("Malformed Authorization header: send 'Authorization: Bearer sk-...'.")
-        api_key = key_authenticate(header[1], client_ip=request.META.get("REMOTE_ADDR", ""))
-        set_tenant(api_key.tenant.slug)
-        return api_key, api_key.tenant
+        return header[1]
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
@@ -45,13 +52,9 @@ class ApiKeyAuthentication(BaseAuthentication):
 class AnthropicKeyAuthentication(ApiKeyAuthentication):
     """Anthropic's `x-api-key: sk-...` header, which its SDK and tools send; else the Bearer header."""
 
-    def authenticate(self, request: Request) -> tuple[ApiKey, Tenant] | None:
+    def secret(self, request: Request) -> str | None:
         secret = request.headers.get("x-api-key")
-        if secret is None:
-            return super().authenticate(request)
-        api_key = key_authenticate(secret.strip(), client_ip=request.META.get("REMOTE_ADDR", ""))
-        set_tenant(api_key.tenant.slug)
-        return api_key, api_key.tenant
+        return super().secret(request) if secret is None else secret.strip()
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
