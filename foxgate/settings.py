@@ -288,6 +288,13 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "REDOC_DIST": "SIDECAR",  # the docs page's assets are served from this server, not a CDN
     "COMPONENT_SPLIT_REQUEST": True,
+    # Fields named `type` with different choices each: one name per set, not a numbered one
+    "ENUM_NAME_OVERRIDES": {
+        "FunctionTypeEnum": "tasks.serializers.FUNCTION_TYPES",
+        "ResponseFormatTypeEnum": "tasks.serializers.RESPONSE_FORMATS",
+        "AnthropicToolChoiceTypeEnum": "tasks.serializers.ANTHROPIC_TOOL_CHOICES",
+        "AnthropicToolTypeEnum": "tasks.serializers.ANTHROPIC_TOOL_TYPES",
+    },
 }
 
 # Request bodies above this are refused with 413 (inline base64 media makes bodies large).

@@ -23,7 +23,7 @@ from unfold.widgets import UnfoldAdminPasswordWidget
 from foxgate.errors import ApiError
 from tasks.dashboards import failures_dashboard, usage_dashboard
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
-from tasks.serializers import is_inline
+from tasks.serializers import ATTRIBUTION, is_inline
 from tasks.services import (
     CHANNEL_FIELDS,
     MODEL_FIELDS,
@@ -74,6 +74,8 @@ class PriceHistory(TabularInline):
         "version",
         "input_per_million",
         "cached_input_per_million",
+        "cache_write_per_million",
+        "cache_write_1h_per_million",
         "output_per_million",
         "created_at",
     )
@@ -120,12 +122,22 @@ class PriceAdmin(PlatformAdmin):
         "version",
         "input_per_million",
         "cached_input_per_million",
+        "cache_write_per_million",
+        "cache_write_1h_per_million",
         "output_per_million",
         "created_at",
     )
     list_filter = ("group",)
     search_fields = ("model__name",)
-    fields = ("model", "group", "input_per_million", "cached_input_per_million", "output_per_million")
+    fields = (
+        "model",
+        "group",
+        "input_per_million",
+        "cached_input_per_million",
+        "cache_write_per_million",
+        "cache_write_1h_per_million",
+        "output_per_million",
+    )
     ordering = ("model__name", "group", "-version")
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
@@ -138,6 +150,8 @@ class PriceAdmin(PlatformAdmin):
             group=data["group"],
             input_per_million=data["input_per_million"],
             cached_input_per_million=data["cached_input_per_million"],
+            cache_write_per_million=data["cache_write_per_million"],
+            cache_write_1h_per_million=data["cache_write_1h_per_million"],
             output_per_million=data["output_per_million"],
             actor=admin_actor(request),
         )
@@ -463,7 +477,7 @@ class TaskAdmin(BigTableAdmin):
     def request_view(self, obj: Task) -> str:
         """The parameters, and each message with its media as truncated text (never loaded)."""
         params = {k: v for k, v in obj.request.items() if k != "messages" and v is not None}
-        rows = [(m["role"], _content_html(m["content"])) for m in obj.request.get("messages", [])]
+        rows = [(m["role"], _message_html(m)) for m in obj.request.get("messages", [])]
         messages_html = format_html_join("", "<div class='mb-2'><strong>{}</strong>: {}</div>", rows)
         return format_html("<pre class='text-xs'>{}</pre>{}", json.dumps(params, indent=1), messages_html)
 
@@ -474,7 +488,7 @@ class TaskAdmin(BigTableAdmin):
         message = obj.result["choices"][0]["message"]
         return format_html(
             "<div class='whitespace-pre-wrap'>{}</div><pre class='text-xs mt-2'>{}</pre>",
-            message.get("content") or "",
+            _message_html(message),
             json.dumps(obj.result.get("usage"), indent=1),
         )
 
@@ -542,8 +556,27 @@ def _resubmittable(task: Task) -> dict[str, Any]:
         "messages": request["messages"],
         "stream": task.stream,
         "sync": False,
-        **{k: request.get(k) for k in ("max_tokens", "temperature", "reasoning", "top_p", "stop")},
+        **{k: request.get(k) for k in ("max_tokens", "temperature", "reasoning")},
+        "parameters": task.upstream_parameters | {k: request[k] for k in ATTRIBUTION if k in request},
     }
+
+
+def _message_html(message: dict[str, Any]) -> str:
+    """A message's content, the tool calls it makes and the call it answers."""
+    shown = [_content_html(message["content"])] if message.get("content") else []
+    if message.get("tool_call_id"):
+        shown.insert(0, format_html("<em>[answers {}]</em>", message["tool_call_id"]))
+    for call in message.get("tool_calls") or []:
+        function = call["function"]
+        shown.append(
+            format_html(
+                "<code class='text-xs'>[calls {}({}) as {}]</code>",
+                function["name"],
+                _truncate(function["arguments"], 500),
+                call["id"],
+            )
+        )
+    return format_html_join(" ", "{}", ((part,) for part in shown))
 
 
 def _content_html(content: str | list[dict[str, Any]]) -> str:

@@ -20,6 +20,9 @@ class ModelRules:
     max_images: int = 10
     video: bool = False
     audio: bool = False
+    tools: bool = True
+    json_schema: bool = True  # structured output: response_format json_object and json_schema
+    parameters_refused: frozenset[str] = frozenset()  # OpenAI chat parameters the model has no use for
     requires_max_tokens: bool = False
     max_output_tokens: int | None = None
     reasoning: Reasoning = "optional"
@@ -28,7 +31,15 @@ class ModelRules:
 
     @property
     def capabilities(self) -> list[str]:
-        flags = {"text": True, "vision": self.max_images > 0, "video": self.video, "audio": self.audio}
+        flags = {
+            "text": True,
+            "vision": self.max_images > 0,
+            "video": self.video,
+            "audio": self.audio,
+            "tools": self.tools,
+            "json_schema": self.json_schema,
+            "reasoning": self.reasoning != "refused",
+        }
         return [name for name, present in flags.items() if present]
 
     def tightened(
@@ -47,7 +58,11 @@ class ModelRules:
                 max_images=rules.max_images if "vision" in capabilities else 0,
                 video=rules.video and "video" in capabilities,
                 audio=rules.audio and "audio" in capabilities,
+                tools=rules.tools and "tools" in capabilities,
+                json_schema=rules.json_schema and "json_schema" in capabilities,
             )
+            if "reasoning" not in capabilities and rules.reasoning == "optional":
+                rules = replace(rules, reasoning="refused")
         if max_images is not None:
             rules = replace(rules, max_images=min(rules.max_images, max_images))
         if max_output_tokens is not None:
@@ -58,6 +73,8 @@ class ModelRules:
         return rules
 
 
+# What Anthropic's Messages API has no counterpart for
+NOT_CLAUDE = frozenset({"frequency_penalty", "presence_penalty", "seed"})
 # First match wins: put specific names before their families.
 INTRINSIC_RULES: list[tuple[str, ModelRules]] = [
     ("deepseek-reasoner", ModelRules(max_images=0, reasoning="required", max_output_tokens=65_536)),
@@ -68,21 +85,33 @@ INTRINSIC_RULES: list[tuple[str, ModelRules]] = [
     ("gpt-5*", ModelRules(fixed_temperature=1.0, max_output_tokens=128_000)),
     (
         "gpt-4-vision-preview",
-        ModelRules(requires_max_tokens=True, max_output_tokens=4_096, reasoning="refused"),
+        ModelRules(
+            requires_max_tokens=True,
+            max_output_tokens=4_096,
+            reasoning="refused",
+            tools=False,
+            json_schema=False,
+        ),
     ),
     ("gpt-4o-audio*", ModelRules(max_images=0, audio=True, reasoning="refused", max_output_tokens=16_384)),
     ("gpt-4o*", ModelRules(reasoning="refused", max_output_tokens=16_384)),
     ("gpt-4.1*", ModelRules(reasoning="refused", max_output_tokens=32_768)),
     ("gpt-3.5*", ModelRules(max_images=0, reasoning="refused", max_output_tokens=4_096)),
-    ("claude-*haiku*", ModelRules(temperature_max=1.0, max_output_tokens=8_192)),
-    ("claude-*opus*", ModelRules(temperature_max=1.0, max_output_tokens=32_000)),
-    ("claude-*", ModelRules(temperature_max=1.0, max_output_tokens=64_000)),
+    (
+        "claude-*haiku*",
+        ModelRules(temperature_max=1.0, max_output_tokens=8_192, parameters_refused=NOT_CLAUDE),
+    ),
+    (
+        "claude-*opus*",
+        ModelRules(temperature_max=1.0, max_output_tokens=32_000, parameters_refused=NOT_CLAUDE),
+    ),
+    ("claude-*", ModelRules(temperature_max=1.0, max_output_tokens=64_000, parameters_refused=NOT_CLAUDE)),
     ("gemini-*", ModelRules(video=True, audio=True, max_output_tokens=65_536)),
     ("*thinking*", ModelRules(reasoning="required")),
 ]
 # A model of no known family is constrained only by its catalog entry, which the operator sets.
 DEFAULT_RULES = ModelRules(video=True, audio=True)
-DEFAULT_CAPABILITIES = ["text", "vision"]
+DEFAULT_CAPABILITIES = ["text", "vision", "tools", "json_schema", "reasoning"]
 
 
 def rules_for(model_name: str) -> ModelRules:
@@ -93,7 +122,8 @@ def rules_for(model_name: str) -> ModelRules:
 
 
 def default_capabilities(model_name: str) -> list[str]:
-    """What a new catalog entry says the model takes: its family's capabilities, or text and images."""
+    """What a new catalog entry says the model takes: its family's capabilities, or text, images, tools,
+    structured output and reasoning."""
     rules = rules_for(model_name)
     return DEFAULT_CAPABILITIES if rules is DEFAULT_RULES else rules.capabilities
 
@@ -157,6 +187,15 @@ def rules_check(model: str, rules: ModelRules, request: dict[str, Any], *, proto
             raise violation(
                 model, "temperature_max", f"takes temperature up to {rules.temperature_max:g}", "temperature"
             )
+
+    parameters = request["parameters"]
+    refused = sorted(set(parameters) & rules.parameters_refused)
+    if refused:
+        raise violation(model, refused[0], f"does not take {refused[0]}", refused[0])
+    if "tools" in parameters and not rules.tools:
+        raise violation(model, "tools", "does not take tools", "tools")
+    if (parameters.get("response_format") or {}).get("type", "text") != "text" and not rules.json_schema:
+        raise violation(model, "json_schema", "does not take structured output", "response_format")
 
     reasoning = request.get("reasoning")
     if rules.reasoning == "required":

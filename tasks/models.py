@@ -2,6 +2,7 @@ import secrets
 import string
 import time
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -21,9 +22,14 @@ class Model(models.Model):
         VISION = "vision"
         VIDEO = "video"
         AUDIO = "audio"
+        TOOLS = "tools"
+        JSON_SCHEMA = "json_schema"
+        REASONING = "reasoning"
 
     name = models.CharField(max_length=200, unique=True)
-    capabilities = models.JSONField(default=list, help_text="Subset of text, vision, video, audio.")
+    capabilities = models.JSONField(
+        default=list, help_text="Subset of text, vision, video, audio, tools, json_schema, reasoning."
+    )
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -54,6 +60,15 @@ class Price(models.Model):
     cached_input_per_million = models.DecimalField(
         null=True, blank=True, help_text="Blank charges cached input as input.", **CREDITS
     )
+    cache_write_per_million = models.DecimalField(
+        null=True,
+        blank=True,
+        help_text="Input written to a 5-minute prompt cache; blank: as input.",
+        **CREDITS,
+    )
+    cache_write_1h_per_million = models.DecimalField(
+        null=True, blank=True, help_text="Input written to a 1-hour prompt cache; blank: as input.", **CREDITS
+    )
     output_per_million = models.DecimalField(**CREDITS)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -65,13 +80,26 @@ class Price(models.Model):
     def __str__(self) -> str:
         return f"{self.model} {self.group or 'all groups'} v{self.version}"
 
-    def cost(self, *, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> Decimal:
-        cached_rate = (
-            self.input_per_million if self.cached_input_per_million is None else self.cached_input_per_million
-        )
+    def cost(
+        self,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        cached_input_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
+    ) -> Decimal:
+        """What the tokens cost. `input_tokens` counts all the input, cached and cache-written included;
+        each of those parts at its own rate, or at the input rate where the price has none."""
+        rates = [
+            (cached_input_tokens, self.cached_input_per_million),
+            (cache_write_tokens, self.cache_write_per_million),
+            (cache_write_1h_tokens, self.cache_write_1h_per_million),
+        ]
+        plain_input = input_tokens - sum(tokens for tokens, _ in rates)
         return (
-            (input_tokens - cached_input_tokens) * self.input_per_million
-            + cached_input_tokens * cached_rate
+            plain_input * self.input_per_million
+            + sum(tokens * (self.input_per_million if rate is None else rate) for tokens, rate in rates)
             + output_tokens * self.output_per_million
         ) / TOKENS_PER_PRICE_UNIT
 
@@ -267,6 +295,14 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+    @property
+    def upstream_parameters(self) -> dict[str, Any]:
+        """The OpenAI chat parameters sent upstream beside the messages (top_p, stop, tools...). Tasks
+        admitted before these had a key of their own kept top_p and stop beside the messages."""
+        if "parameters" in self.request:
+            return self.request["parameters"]
+        return {k: self.request[k] for k in ("top_p", "stop") if self.request.get(k) is not None}
 
     @property
     def is_finished(self) -> bool:

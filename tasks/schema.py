@@ -5,8 +5,10 @@ tests/tasks/test_openapi.py checks that real answers and these shapes agree key 
 
 from typing import Any
 
-from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from rest_framework import serializers
+
+from tasks.serializers import ANSWER_FIELDS, ATTRIBUTION, CACHE_CONTROL_SCHEMA, CHAT_PARAMETERS, TOOL_NAME
 
 
 class ErrorDetailSchema(serializers.Serializer):
@@ -97,7 +99,9 @@ class ModelEntrySchema(serializers.Serializer):
     created = serializers.IntegerField()
     owned_by = serializers.CharField()
     capabilities = serializers.ListField(
-        child=serializers.ChoiceField(choices=["text", "vision", "video", "audio"])
+        child=serializers.ChoiceField(
+            choices=["text", "vision", "video", "audio", "tools", "json_schema", "reasoning"]
+        )
     )
 
 
@@ -136,7 +140,7 @@ class CreditsSchema(serializers.Serializer):
 # does, with the rules of each field the serializer checks beyond its type (media URLs, content parts, no
 # unknown fields, no NUL character), so a request built from the schema is one the API takes.
 _MEDIA_FIELDS = ("image_urls", "video_urls", "audio_url", "messages")
-_CUSTOM_ONLY_FIELDS = ("top_p", "stop")
+_CUSTOM_ONLY_FIELDS = tuple(name for name in CHAT_PARAMETERS if name not in ATTRIBUTION)
 NO_NUL = "^[^\\u0000]*$"  # PostgreSQL cannot store NUL: the API refuses it in any string
 _HOST = r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?"
 _PATH = r"[A-Za-z0-9._~%!$&'()*+,;=:@/-]*"
@@ -154,7 +158,11 @@ def media_url(kind: str, *, inline: bool = True) -> dict[str, Any]:
 def _part(kind: str, media: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
-        "properties": {"type": {"type": "string", "enum": [kind]}, kind: media},
+        "properties": {
+            "type": {"type": "string", "enum": [kind]},
+            kind: media,
+            "cache_control": CACHE_CONTROL_SCHEMA,
+        },
         "required": ["type", kind],
         "additionalProperties": False,
     }
@@ -291,25 +299,75 @@ class GenerationRequestSchemaExtension(RequestSchemaExtension):
         fields["image_urls"]["items"] = media["image_urls"]["items"]
         fields["video_urls"]["items"] = media["video_urls"]["items"]
         fields["audio_url"].update(media["audio_url"])
+        _chat_parameters(schema)
         schema["anyOf"] = GENERATION_PROTOCOLS
-        schema["allOf"] = [SYNC_TAKES_LINKS_ONLY]
+        schema["allOf"] = [SYNC_TAKES_LINKS_ONLY, *TOOLS_FIRST]
 
 
 class MessageSchemaExtension(RequestSchemaExtension):
     target_class = "tasks.serializers.MessageSerializer"
 
     def request_rules(self, schema: dict[str, Any]) -> None:
-        schema["properties"]["content"] = content_schema()
+        fields = schema["properties"]
+        fields["content"] = content_schema()
+        fields["tool_call_id"]["pattern"] = NO_NUL
         schema["additionalProperties"] = False
+        schema["required"] = ["role"]
         text = {"type": "string", "pattern": NO_NUL}
-        schema["anyOf"] = [  # media only in user messages, as OpenAI has it
-            {"properties": {"role": {"type": "string", "pattern": "^user$"}}},
+        text_only = {"oneOf": [text, {"type": "array", "minItems": 1, "items": _part("text", text)}]}
+        schema["anyOf"] = [  # what each role carries; media only in user messages, as OpenAI has it
+            {
+                "properties": {"role": {"type": "string", "pattern": "^user$"}},
+                "required": ["content"],
+                **_none_of("tool_calls", "tool_call_id", *ANSWER_FIELDS),
+            },
             {
                 "properties": {
-                    "content": {
-                        "oneOf": [text, {"type": "array", "minItems": 1, "items": _part("text", text)}]
-                    }
-                }
+                    "role": {"type": "string", "pattern": "^(system|developer)$"},
+                    "content": text_only,
+                },
+                "required": ["content"],
+                **_none_of("tool_calls", "tool_call_id", *ANSWER_FIELDS),
+            },
+            {  # content, or none beside the tool calls it makes
+                "properties": {
+                    "role": {"type": "string", "pattern": "^assistant$"},
+                    "content": {**text_only, "nullable": True},
+                },
+                "anyOf": [
+                    {"required": ["content"], "properties": {"content": text_only}},
+                    {"required": ["tool_calls"]},
+                ],
+                **_none_of("tool_call_id"),
+            },
+            {
+                "properties": {"role": {"type": "string", "pattern": "^tool$"}, "content": text_only},
+                "required": ["content", "tool_call_id"],
+                **_none_of("tool_calls", *ANSWER_FIELDS),
+            },
+        ]
+
+
+class FunctionNameSchema(OpenApiSerializerFieldExtension):
+    target_class = "tasks.serializers.FunctionNameField"
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        return {"type": "string", "pattern": TOOL_NAME.pattern}
+
+
+class ResponseFormatSchemaExtension(RequestSchemaExtension):
+    target_class = "tasks.serializers.ResponseFormatSerializer"
+
+    def request_rules(self, schema: dict[str, Any]) -> None:
+        schema["additionalProperties"] = False
+        schema["anyOf"] = [  # json_schema with type json_schema, and only with it
+            {
+                "properties": {"type": {"type": "string", "pattern": "^json_schema$"}},
+                "required": ["json_schema"],
+            },
+            {
+                "properties": {"type": {"type": "string", "pattern": "^(text|json_object)$"}},
+                **_none_of("json_schema"),
             },
         ]
 
@@ -318,20 +376,30 @@ def _absent_or_null(name: str, kind: str) -> list[dict[str, Any]]:
     return [{"not": {"required": [name]}}, {"properties": {name: {"not": {"type": kind}}}}]
 
 
+def _chat_parameters(schema: dict[str, Any]) -> None:
+    """The rules of the OpenAI chat parameters (tasks/serializers.py ChatParametersSerializer) that their
+    fields cannot say. (Nor can OpenAPI 3.0 bound metadata's keys: 1 to 64 characters.)"""
+    schema["properties"]["metadata"]["additionalProperties"]["pattern"] = NO_NUL
+
+
 class ClosedObjectSchemaExtension(RequestSchemaExtension):
-    """An object within a request: its fields and no other, no NUL in its strings."""
+    """Every object within a request (each StrictRequestSerializer without an extension of its own): its
+    fields and no other, no NUL in its strings."""
+
+    target_class = "tasks.serializers.StrictRequestSerializer"
+    match_subclasses = True
+    priority = -1  # below the extensions of particular serializers
 
     def request_rules(self, schema: dict[str, Any]) -> None:
         _no_nul_in_strings(schema)
         schema["additionalProperties"] = False
 
 
-class StreamOptionsSchemaExtension(ClosedObjectSchemaExtension):
-    target_class = "tasks.serializers.StreamOptionsSerializer"
-
-
-class AnthropicMetadataSchemaExtension(ClosedObjectSchemaExtension):
-    target_class = "tasks.serializers.AnthropicMetadataSerializer"
+# tool_choice and parallel_tool_calls only beside tools
+TOOLS_FIRST = [
+    {"anyOf": [{"required": ["tools"]}, {"not": {"required": ["tool_choice"]}}]},
+    {"anyOf": [{"required": ["tools"]}, *_absent_or_null("parallel_tool_calls", "boolean")]},
+]
 
 
 class ChatCompletionRequestSchemaExtension(RequestSchemaExtension):
@@ -339,7 +407,9 @@ class ChatCompletionRequestSchemaExtension(RequestSchemaExtension):
 
     def request_rules(self, schema: dict[str, Any]) -> None:
         _closed_body(schema)
+        _chat_parameters(schema)
         schema["allOf"] = [
+            *TOOLS_FIRST,
             # stream_options only with stream: true
             {
                 "anyOf": [
@@ -425,55 +495,45 @@ EVENT_STREAM_SCHEMA: dict[str, Any] = {
 }
 
 
-CACHE_CONTROL = {
-    "type": "object",
-    "properties": {
-        "type": {"type": "string", "pattern": "^ephemeral$"},
-        "ttl": {"type": "string", "pattern": "^(5m|1h)$"},
-    },
-    "required": ["type"],
-    "additionalProperties": False,
-}
-
-
 class AnthropicMessagesRequestSchemaExtension(RequestSchemaExtension):
     target_class = "tasks.serializers.AnthropicMessagesRequestSerializer"
 
     def request_rules(self, schema: dict[str, Any]) -> None:
         _no_nul_in_strings(schema)
         schema["additionalProperties"] = False
-        text_block = {
-            "type": "object",
-            "properties": {
-                "type": {"type": "string", "pattern": "^text$"},
-                "text": {"type": "string", "pattern": NO_NUL},
-                "cache_control": CACHE_CONTROL,
-            },
-            "required": ["type", "text"],
-            "additionalProperties": False,
-        }
-        image_block = {
-            "type": "object",
-            "properties": {
-                "type": {"type": "string", "pattern": "^image$"},
-                "source": {
-                    "type": "object",
-                    "properties": {
-                        "type": {"type": "string", "pattern": "^url$"},
-                        "url": media_url("image", inline=False),
-                    },
-                    "required": ["type", "url"],
-                    "additionalProperties": False,
-                },
-                "cache_control": CACHE_CONTROL,
-            },
-            "required": ["type", "source"],
-            "additionalProperties": False,
-        }
         text = {"type": "string", "pattern": NO_NUL}
+        text_block = _block("text", {"text": text})
+        image_source = {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string", "pattern": "^url$"},
+                "url": media_url("image", inline=False),
+            },
+            "required": ["type", "url"],
+            "additionalProperties": False,
+        }
+        image_block = _block("image", {"source": image_source})
+        tool_use_block = _block(
+            "tool_use",
+            {
+                "id": text,
+                "name": {"type": "string", "pattern": TOOL_NAME.pattern},
+                "input": {"type": "object"},
+            },
+        )
+        tool_result_block = _block(
+            "tool_result",
+            {
+                "tool_use_id": text,
+                "content": {"oneOf": [text, {"type": "array", "items": text_block}]},
+                "is_error": {"type": "boolean"},
+            },
+            required=("tool_use_id",),
+        )
         schema["properties"]["system"] = {
             "oneOf": [text, {"type": "array", "minItems": 1, "items": text_block}]
         }
+        schema["allOf"] = [{"anyOf": [{"required": ["tools"]}, {"not": {"required": ["tool_choice"]}}]}]
         schema["properties"]["stop_sequences"]["items"] = {**text, "minLength": 1}
         messages = schema["properties"]["messages"]
         messages["items"] = {
@@ -491,7 +551,7 @@ class AnthropicMessagesRequestSchemaExtension(RequestSchemaExtension):
                                 {
                                     "type": "array",
                                     "minItems": 1,
-                                    "items": {"oneOf": [text_block, image_block]},
+                                    "items": {"oneOf": [text_block, image_block, tool_result_block]},
                                 },
                             ]
                         },
@@ -499,11 +559,46 @@ class AnthropicMessagesRequestSchemaExtension(RequestSchemaExtension):
                 },
                 {
                     "properties": {
-                        "content": {"oneOf": [text, {"type": "array", "minItems": 1, "items": text_block}]}
+                        "role": {"type": "string", "pattern": "^assistant$"},
+                        "content": {
+                            "oneOf": [
+                                text,
+                                {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "items": {"oneOf": [text_block, tool_use_block]},
+                                },
+                            ]
+                        },
                     }
                 },
             ],
         }
+
+
+def _block(kind: str, fields: dict[str, Any], required: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """An Anthropic content block of `kind` with `fields` (all required unless said) and cache_control."""
+    return {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string", "pattern": f"^{kind}$"},
+            **fields,
+            "cache_control": CACHE_CONTROL_SCHEMA,
+        },
+        "required": ["type", *(fields if required is None else required)],
+        "additionalProperties": False,
+    }
+
+
+class AnthropicToolChoiceSchemaExtension(RequestSchemaExtension):
+    target_class = "tasks.serializers.AnthropicToolChoiceSerializer"
+
+    def request_rules(self, schema: dict[str, Any]) -> None:
+        schema["additionalProperties"] = False
+        schema["anyOf"] = [  # a name with type tool, and only with it
+            {"properties": {"type": {"type": "string", "pattern": "^tool$"}}, "required": ["name"]},
+            {"properties": {"type": {"type": "string", "pattern": "^(auto|any|none)$"}}, **_none_of("name")},
+        ]
 
 
 ANTHROPIC_MESSAGE_SCHEMA: dict[str, Any] = {

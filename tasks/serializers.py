@@ -2,10 +2,12 @@
 
 import base64
 import binascii
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
+import jsonschema
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.utils import extend_schema_field
@@ -20,14 +22,35 @@ STOP_SEQUENCES_MAX = 4
 VIDEO_EXTENSIONS = (".mp4", ".mpeg", ".mpg", ".mov", ".webm")
 VIDEO_PAGE_HOSTS = ("youtube.com", "www.youtube.com", "youtu.be")  # pages Gemini takes in place of a file
 DEFAULT_AUDIO_PROMPT = "Transcribe this audio."
-# No "tool": FoxAPI has no tool definitions, so there are no tool calls for a tool message to answer.
-ROLES = ("system", "developer", "user", "assistant")
+ROLES = ("system", "developer", "user", "assistant", "tool")
+TOOLS_MAX = 128  # OpenAI's limit on tool definitions
+DESCRIPTION_MAX = 10_000  # of a tool or a response format
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a function's name, as every provider takes it
+TOOL_CALL_ID_MAX = 8192  # Gemini's carry its thought signature (tasks/relay/providers/gemini.py)
+TOOL_CHOICES = ("none", "auto", "required")
+FUNCTION_TYPES = ("function",)
+ANSWER_FIELDS = (
+    "refusal",
+    "annotations",
+    "audio",
+    "function_call",
+    "reasoning_content",
+)  # the one kind of OpenAI tool and tool call
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+METADATA_MAX = 8  # tags a request may carry
+METADATA_KEY_MAX = 64
+METADATA_VALUE_MAX = 512
 MAX_TOKENS_LIMIT = 1_000_000  # above any model's output; keeps credit arithmetic in range
 IMAGE_DETAILS = ("auto", "low", "high")
 PART_TYPES = ("text", "image_url", "video_url", "audio_url", "file_url")
 PROTOCOL_FIELDS = ("messages", "audio_url", "video_urls", "image_urls")  # the field that picks each protocol
 PROTOCOLS = {"messages": "custom", "audio_url": "audio", "video_urls": "video", "image_urls": "vision"}
-CUSTOM_ONLY_FIELDS = ("top_p", "stop")
+# The OpenAI chat parameters the custom protocol and the chat dialect take besides messages
+CHAT_PARAMETERS = (
+    "top_p", "stop", "frequency_penalty", "presence_penalty", "seed", "tools", "tool_choice",
+    "parallel_tool_calls", "response_format", "user", "metadata",
+)  # fmt: skip
+ATTRIBUTION = ("user", "metadata")  # the caller's own: kept on the task, never sent upstream
 _DATA_URI = re.compile(
     r"^data:(?P<kind>[a-z]+)/(?P<subtype>[a-z0-9.+-]+);base64,(?P<payload>.*)$", re.I | re.S
 )
@@ -43,6 +66,15 @@ def checked_text(value: str) -> str:
             validator(value)
         except DjangoValidationError as error:
             raise serializers.ValidationError(error.messages) from None
+    return value
+
+
+def checked_json(value: Any) -> Any:
+    """Refuse a JSON value holding text PostgreSQL cannot store, anywhere within it."""
+    text = json.dumps(value, ensure_ascii=False)
+    if "\\u0000" in text:
+        raise serializers.ValidationError("must not contain NUL characters")
+    checked_text(text)
     return value
 
 
@@ -180,9 +212,12 @@ class ContentField(serializers.Field):
         kind = part.get("type")
         if kind not in PART_TYPES:
             raise serializers.ValidationError({"type": [f"must be one of {', '.join(PART_TYPES)}"]})
-        unknown = sorted(set(part) - {"type", kind})
+        unknown = sorted(set(part) - {"type", kind, "cache_control"})
         if unknown:
             raise serializers.ValidationError({unknown[0]: ["is not a known field"]})
+        return with_breakpoint(self.checked_part(kind, part), part)
+
+    def checked_part(self, kind: str, part: dict[str, Any]) -> dict[str, Any]:
         if kind == "text":
             text = part.get("text")
             if not isinstance(text, str):
@@ -219,21 +254,82 @@ def part_url_field(kind: str) -> serializers.Field:
     return MediaUrlField(kind="application")
 
 
-class MessageSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(
-        choices=ROLES, error_messages={"invalid_choice": "must be one of " + ", ".join(ROLES)}
-    )
-    content = ContentField()
+CACHE_CONTROL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "pattern": "^ephemeral$"},
+        "ttl": {"type": "string", "pattern": "^(5m|1h)$"},
+    },
+    "required": ["type"],
+    "additionalProperties": False,
+}
+
+
+@extend_schema_field(CACHE_CONTROL_SCHEMA)
+class CacheControlField(serializers.Field):
+    """A prompt cache breakpoint, as Anthropic reads it: {"type": "ephemeral"}, with a ttl of 5m (the
+    default) or 1h. It reaches Anthropic's channels; the others cache prompts by themselves."""
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        if (
+            not isinstance(data, dict)
+            or data.get("type") != "ephemeral"
+            or not set(data) <= {"type", "ttl"}
+            or data.get("ttl", "5m") not in ("5m", "1h")
+        ):
+            raise serializers.ValidationError(
+                'must be {"type": "ephemeral"}, with an optional ttl of 5m or 1h'
+            )
+        return dict(data)
+
+
+def with_breakpoint(part: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """`part` with the cache breakpoint (cache_control) of the part or block it was made from, checked."""
+    if "cache_control" in given:
+        try:
+            part["cache_control"] = CacheControlField().run_validation(given["cache_control"])
+        except serializers.ValidationError as error:
+            raise serializers.ValidationError({"cache_control": error.detail}) from None
+    return part
+
+
+class FunctionNameField(StrictCharField):
+    default_error_messages = {"name": "must be 1 to 64 letters, digits, underscores or dashes"}
+
+    def to_internal_value(self, data: Any) -> str:
+        name = super().to_internal_value(data)
+        if not TOOL_NAME.match(name):
+            self.fail("name")
+        return name
+
+
+@extend_schema_field({"type": "object"})
+class JsonSchemaField(serializers.Field):
+    """A JSON Schema (tool parameters, a response format's schema), checked against its metaschema."""
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({unknown[0]: ["is not a known field"]})
-        return super().to_internal_value(data)
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("must be a JSON Schema object")
+        try:
+            jsonschema.validators.validator_for(data).check_schema(data)
+        except jsonschema.SchemaError as error:
+            raise serializers.ValidationError(f"is not a valid JSON Schema: {error.message}") from None
+        return checked_json(data)
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        return media_from_users_only(attrs)
+
+@extend_schema_field({"type": "string", "description": "a JSON object, as a string"})
+class JsonArgumentsField(StrictCharField):
+    """A tool call's arguments: a JSON object in a string, as OpenAI sends them."""
+
+    def to_internal_value(self, data: Any) -> str:
+        text = super().to_internal_value(data)
+        try:
+            parsed = json.loads(text) if text.strip() else {}
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise serializers.ValidationError("must be a JSON object, as a string")
+        return text
 
 
 def media_from_users_only(message: dict[str, Any]) -> dict[str, Any]:
@@ -303,7 +399,243 @@ class StrictRequestSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-class GenerationRequestSerializer(StrictRequestSerializer):
+def one_of(choices: tuple[str, ...], **kwargs: Any) -> serializers.ChoiceField:
+    """A field taking one of `choices`, its error listing them."""
+    return serializers.ChoiceField(
+        choices=choices, error_messages={"invalid_choice": "must be one of " + ", ".join(choices)}, **kwargs
+    )
+
+
+def _function_type() -> serializers.ChoiceField:
+    return one_of(FUNCTION_TYPES)
+
+
+class ToolCallFunctionSerializer(StrictRequestSerializer):
+    name = FunctionNameField()
+    arguments = JsonArgumentsField(trim_whitespace=False)
+
+
+class ToolCallSerializer(StrictRequestSerializer):
+    """A call an assistant message made (OpenAI's `tool_calls` item)."""
+
+    id = StrictCharField(max_length=TOOL_CALL_ID_MAX)
+    type = _function_type()
+    function = ToolCallFunctionSerializer()
+
+
+class MessageSerializer(StrictRequestSerializer):
+    """An OpenAI chat message: content (none for an assistant message that only calls tools), an
+    assistant's `tool_calls`, a tool message's `tool_call_id`."""
+
+    role = one_of(ROLES)
+    content = ContentField(required=False, allow_null=True)
+    tool_calls = StrictListField(
+        child=ToolCallSerializer(), min_length=1, max_length=TOOLS_MAX, required=False
+    )
+    tool_call_id = StrictCharField(max_length=TOOL_CALL_ID_MAX, required=False)
+    # An answer's own fields, which clients send back with it (the openai SDK passes the message object):
+    # taken in assistant messages and not sent upstream, as they tell the model nothing.
+    refusal = StrictCharField(required=False, allow_null=True, allow_blank=True, trim_whitespace=False)
+    annotations = StrictListField(child=serializers.DictField(), required=False, allow_null=True)
+    audio = serializers.DictField(required=False, allow_null=True)
+    function_call = serializers.DictField(required=False, allow_null=True)
+    reasoning_content = StrictCharField(
+        required=False, allow_null=True, allow_blank=True, trim_whitespace=False
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        role = attrs["role"]
+        for name in ANSWER_FIELDS:
+            if name in attrs and role != "assistant":
+                raise _invalid(name, "is only allowed in assistant messages")
+            attrs.pop(name, None)
+        if "tool_calls" in attrs and role != "assistant":
+            raise _invalid("tool_calls", "is only allowed in assistant messages")
+        if role == "tool" and "tool_call_id" not in attrs:
+            raise _invalid("tool_call_id", "is required in tool messages: the id of the call it answers")
+        if "tool_call_id" in attrs and role != "tool":
+            raise _invalid("tool_call_id", "is only allowed in tool messages")
+        if attrs.get("content") is None:
+            if role != "assistant" or "tool_calls" not in attrs:
+                raise _invalid("content", "is required, except in an assistant message with tool_calls")
+            attrs["content"] = None
+        if (
+            role == "tool"
+            and isinstance(attrs["content"], list)
+            and any(part["type"] != "text" for part in attrs["content"])
+        ):
+            raise _invalid("content", "of a tool message must be text")
+        return media_from_users_only(attrs)
+
+
+def tool_exchanges_check(messages: list[dict[str, Any]]) -> None:
+    """Every assistant tool call answered by the tool messages right after it, and no tool message
+    answering anything else: what OpenAI, Anthropic and Gemini all require of a conversation."""
+    open_calls: dict[str, int] = {}  # id -> index of the assistant message that made the call
+    for index, message in enumerate(messages):
+        if message["role"] == "tool":
+            if message["tool_call_id"] not in open_calls:
+                raise _invalid(
+                    f"messages[{index}].tool_call_id",
+                    "does not answer a tool call of the assistant message before it",
+                )
+            del open_calls[message["tool_call_id"]]
+            continue
+        if open_calls:
+            missing = next(iter(open_calls))
+            raise _invalid(
+                f"messages[{open_calls[missing]}].tool_calls",
+                f"call {missing!r} has no tool message answering it before the next message",
+            )
+        ids = [call["id"] for call in message.get("tool_calls") or []]
+        if len(set(ids)) != len(ids):
+            raise _invalid(f"messages[{index}].tool_calls", "has two calls with the same id")
+        open_calls = dict.fromkeys(ids, index)
+
+
+def _description() -> StrictCharField:
+    return StrictCharField(
+        max_length=DESCRIPTION_MAX, required=False, allow_blank=True, trim_whitespace=False
+    )
+
+
+class NamedSchemaSerializer(StrictRequestSerializer):
+    """What a function and a response format share: a name, a description, and strict mode."""
+
+    name = FunctionNameField()
+    description = _description()
+    strict = StrictBooleanField(required=False, allow_null=True)
+
+
+class FunctionSerializer(NamedSchemaSerializer):
+    parameters = JsonSchemaField(required=False)
+
+
+class ToolSerializer(StrictRequestSerializer):
+    """A tool the model may call (OpenAI's `tools` item): a function and its parameters' JSON Schema."""
+
+    type = _function_type()
+    function = FunctionSerializer()
+
+
+class NamedFunctionSerializer(StrictRequestSerializer):
+    name = FunctionNameField()
+
+
+class NamedToolChoiceSerializer(StrictRequestSerializer):
+    type = _function_type()
+    function = NamedFunctionSerializer()
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "enum": list(TOOL_CHOICES)},
+            {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "pattern": "^function$"},
+                    "function": {
+                        "type": "object",
+                        "properties": {"name": {"type": "string", "pattern": TOOL_NAME.pattern}},
+                        "required": ["name"],
+                        "additionalProperties": False,
+                    },
+                },
+                "required": ["type", "function"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+)
+class ToolChoiceField(serializers.Field):
+    """none, auto, required, or {"type": "function", "function": {"name": ...}}."""
+
+    def to_internal_value(self, data: Any) -> str | dict[str, Any]:
+        if isinstance(data, str):
+            if data not in TOOL_CHOICES:
+                raise serializers.ValidationError(
+                    'must be none, auto, required or {"type": "function", "function": {"name": ...}}'
+                )
+            return data
+        return NamedToolChoiceSerializer().run_validation(data)
+
+
+class JsonSchemaFormatSerializer(NamedSchemaSerializer):
+    schema = JsonSchemaField(required=False)
+
+
+class ResponseFormatSerializer(StrictRequestSerializer):
+    """text, json_object (any JSON object) or json_schema (a document valid for the schema)."""
+
+    type = one_of(RESPONSE_FORMATS)
+    json_schema = JsonSchemaFormatSerializer(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return only_with_type(attrs, "json_schema", field="json_schema")
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "maxProperties": METADATA_MAX,
+        "additionalProperties": {"type": "string", "maxLength": METADATA_VALUE_MAX},
+    }
+)
+class MetadataField(serializers.Field):
+    """Up to 8 string tags, as OpenAI's `metadata` takes them."""
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("must be an object of string tags")
+        if len(data) > METADATA_MAX:
+            raise serializers.ValidationError(f"takes at most {METADATA_MAX} tags")
+        for key, value in data.items():
+            if not 0 < len(key) <= METADATA_KEY_MAX:
+                raise serializers.ValidationError(f"keys are 1 to {METADATA_KEY_MAX} characters")
+            if not isinstance(value, str) or len(value) > METADATA_VALUE_MAX:
+                raise serializers.ValidationError(
+                    {key: [f"must be a string of at most {METADATA_VALUE_MAX} characters"]}
+                )
+            checked_text(key)
+            checked_text(value)
+        return data
+
+
+class ChatParametersSerializer(StrictRequestSerializer):
+    """The OpenAI chat parameters (CHAT_PARAMETERS) that the custom protocol and the chat dialect share,
+    with the same rules."""
+
+    top_p = StrictFloatField(min_value=0, max_value=1, required=False, allow_null=True)
+    stop = StopField(required=False, allow_null=True)
+    frequency_penalty = StrictFloatField(min_value=-2, max_value=2, required=False, allow_null=True)
+    presence_penalty = StrictFloatField(min_value=-2, max_value=2, required=False, allow_null=True)
+    seed = StrictIntegerField(min_value=-(2**63), max_value=2**63 - 1, required=False, allow_null=True)
+    tools = StrictListField(child=ToolSerializer(), min_length=1, max_length=TOOLS_MAX, required=False)
+    tool_choice = ToolChoiceField(required=False)
+    parallel_tool_calls = StrictBooleanField(required=False, allow_null=True)
+    response_format = ResponseFormatSerializer(required=False)
+    user = StrictCharField(max_length=256, required=False)
+    metadata = MetadataField(required=False)
+
+    def chat_parameters(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The parameters given (not null), checked against each other and against the messages."""
+        tools = attrs.get("tools")
+        for name in ("tool_choice", "parallel_tool_calls"):
+            if attrs.get(name) is not None and not tools:
+                raise _invalid(name, "is only allowed when tools are given")
+        names = [tool["function"]["name"] for tool in tools or []]
+        if len(set(names)) != len(names):
+            raise _invalid("tools", "has two functions with the same name")
+        choice = attrs.get("tool_choice")
+        if isinstance(choice, dict) and choice["function"]["name"] not in names:
+            raise _invalid("tool_choice.function.name", "is not the name of a function in tools")
+        if "messages" in attrs:
+            tool_exchanges_check(attrs["messages"])
+        return {name: attrs[name] for name in CHAT_PARAMETERS if attrs.get(name) is not None}
+
+
+class GenerationRequestSerializer(ChatParametersSerializer):
     """POST /v1/llm/generations. The protocol is picked by which media field is present."""
 
     model = StrictCharField(max_length=200)
@@ -326,8 +658,6 @@ class GenerationRequestSerializer(StrictRequestSerializer):
     )
     max_tokens = StrictIntegerField(min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True)
     temperature = StrictFloatField(min_value=0, max_value=2, required=False, allow_null=True)
-    top_p = StrictFloatField(min_value=0, max_value=1, required=False, allow_null=True)
-    stop = StopField(required=False, allow_null=True)
     reasoning = StrictBooleanField(required=False, allow_null=True)
     sync = StrictBooleanField(default=False)
     stream = StrictBooleanField(default=False)
@@ -348,14 +678,15 @@ class GenerationRequestSerializer(StrictRequestSerializer):
         if protocol in ("text", "vision", "video") and "prompt" not in attrs:
             raise _invalid("prompt", "This field is required.")
         if protocol != "custom":
-            for name in CUSTOM_ONLY_FIELDS:
-                if name in attrs:
+            for name in CHAT_PARAMETERS:
+                if name in attrs and name not in ATTRIBUTION:
                     raise _invalid(name, "is only accepted with messages (the custom protocol)")
         if attrs["sync"]:
             for param, url in media_urls(attrs):
                 if is_inline(url):
                     raise _invalid(param, "inline base64 media is accepted in async mode only; send a URL")
         attrs["protocol"] = protocol
+        attrs["parameters"] = self.chat_parameters(attrs)
         return attrs
 
 
@@ -366,15 +697,14 @@ class StreamOptionsSerializer(StrictRequestSerializer):
 # OpenAI's other Chat Completions parameters: refused by name, not as unknown (a 422 either way).
 OPENAI_CHAT_PARAMETERS_NOT_TAKEN = frozenset(
     {
-        "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs", "metadata",
-        "modalities", "parallel_tool_calls", "prediction", "presence_penalty", "prompt_cache_key",
-        "reasoning_effort", "response_format", "safety_identifier", "seed", "service_tier", "store",
-        "tool_choice", "tools", "top_logprobs", "user", "verbosity", "web_search_options",
+        "audio", "function_call", "functions", "logit_bias", "logprobs", "modalities", "prediction",
+        "prompt_cache_key", "reasoning_effort", "safety_identifier", "service_tier", "store",
+        "top_logprobs", "verbosity", "web_search_options",
     }
 )  # fmt: skip
 
 
-class ChatCompletionRequestSerializer(StrictRequestSerializer):
+class ChatCompletionRequestSerializer(ChatParametersSerializer):
     """POST /v1/chat/completions: OpenAI's Chat Completions request, validated into what a generation's
     custom protocol takes (its messages, sent as given), always answered in sync mode."""
 
@@ -388,8 +718,6 @@ class ChatCompletionRequestSerializer(StrictRequestSerializer):
         min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True
     )
     temperature = StrictFloatField(min_value=0, max_value=2, required=False, allow_null=True)
-    top_p = StrictFloatField(min_value=0, max_value=1, required=False, allow_null=True)
-    stop = StopField(required=False, allow_null=True)
     n = StrictIntegerField(min_value=1, max_value=1, required=False, allow_null=True)
     stream = StrictBooleanField(default=False, allow_null=True)
     stream_options = StreamOptionsSerializer(required=False, allow_null=True)
@@ -405,8 +733,7 @@ class ChatCompletionRequestSerializer(StrictRequestSerializer):
             "messages": attrs["messages"],
             "max_tokens": attrs.get("max_completion_tokens") or attrs.get("max_tokens"),
             "temperature": attrs.get("temperature"),
-            "top_p": attrs.get("top_p"),
-            "stop": attrs.get("stop"),
+            "parameters": self.chat_parameters(attrs),
             "protocol": "custom",
             "sync": True,
             "stream": bool(attrs.get("stream")),
@@ -415,10 +742,77 @@ class ChatCompletionRequestSerializer(StrictRequestSerializer):
 
 
 ANTHROPIC_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-# Anthropic's other Messages parameters and blocks: refused by name until this gateway takes them.
+# Anthropic's other Messages parameters: refused by name until this gateway takes them.
 ANTHROPIC_PARAMETERS_NOT_TAKEN = frozenset(
-    {"tools", "tool_choice", "thinking", "top_k", "service_tier", "container", "mcp_servers"}
+    {"thinking", "top_k", "service_tier", "container", "mcp_servers", "output_config"}
 )
+# The content blocks taken, and their fields
+ANTHROPIC_BLOCK_FIELDS = {
+    "text": {"type", "text", "cache_control"},
+    "image": {"type", "source", "cache_control"},
+    "tool_use": {"type", "id", "name", "input", "cache_control"},
+    "tool_result": {"type", "tool_use_id", "content", "is_error", "cache_control"},
+}
+ANTHROPIC_TOOL_CHOICES = ("auto", "any", "tool", "none")
+ANTHROPIC_TOOL_TYPES = ("custom",)  # client tools: Anthropic's server tools are not taken
+
+
+class ToolUseSerializer(StrictRequestSerializer):
+    """A call the assistant made (a tool_use block), becoming an OpenAI tool call."""
+
+    type = serializers.CharField()
+    id = StrictCharField(max_length=TOOL_CALL_ID_MAX)
+    name = FunctionNameField()
+    input = serializers.DictField(validators=[checked_json])
+    cache_control = CacheControlField(required=False)
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "required": ["type"]}}]}
+)
+class ToolResultContentField(serializers.Field):
+    """A tool result's content: a string, or text blocks."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, str):
+            return checked_text(data)
+        content = AnthropicContentField().run_validation(data)
+        if any(part["type"] != "text" for part in content):
+            raise serializers.ValidationError("must be a string or an array of text blocks")
+        return "".join(part["text"] for part in content)
+
+
+class ToolResultSerializer(StrictRequestSerializer):
+    """What a tool answered (a tool_result block), becoming an OpenAI tool message."""
+
+    type = serializers.CharField()
+    tool_use_id = StrictCharField(max_length=TOOL_CALL_ID_MAX)
+    content = ToolResultContentField(required=False)
+    is_error = StrictBooleanField(required=False)
+    cache_control = CacheControlField(required=False)
+
+
+class AnthropicToolSerializer(StrictRequestSerializer):
+    """A client tool (Anthropic's `tools` item), becoming an OpenAI function tool."""
+
+    type = serializers.ChoiceField(
+        choices=ANTHROPIC_TOOL_TYPES,
+        required=False,
+        error_messages={"invalid_choice": "must be custom: this gateway takes client tools only"},
+    )
+    name = FunctionNameField()
+    description = _description()
+    input_schema = JsonSchemaField()
+    cache_control = CacheControlField(required=False)
+
+
+class AnthropicToolChoiceSerializer(StrictRequestSerializer):
+    type = one_of(ANTHROPIC_TOOL_CHOICES)
+    name = FunctionNameField(required=False)
+    disable_parallel_tool_use = StrictBooleanField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return only_with_type(attrs, "tool", field="name")
 
 
 @extend_schema_field(
@@ -430,9 +824,8 @@ ANTHROPIC_PARAMETERS_NOT_TAKEN = frozenset(
     }
 )
 class AnthropicContentField(serializers.Field):
-    """A Messages content: a string, or text and image blocks, validated into OpenAI's content (text
-    parts and image_url parts) for the task. `cache_control` on a block is accepted; it does not reach
-    the upstream yet."""
+    """A Messages content: a string, or blocks, validated into OpenAI's content (text parts and image_url
+    parts, with their cache_control) for the task."""
 
     def to_internal_value(self, data: Any) -> str | list[dict[str, Any]]:
         if isinstance(data, str):
@@ -448,26 +841,25 @@ class AnthropicContentField(serializers.Field):
         return parts
 
     def block(self, block: Any) -> dict[str, Any]:
+        """One block as an OpenAI part; a tool_use or tool_result block as itself, for the message to
+        turn into a tool call or a tool message."""
         if not isinstance(block, dict):
             raise serializers.ValidationError("must be an object")
         kind = block.get("type")
-        if kind not in ("text", "image"):
+        if kind not in ANTHROPIC_BLOCK_FIELDS:
             raise serializers.ValidationError(
-                {"type": ["this gateway takes text and image blocks; others are not taken yet"]}
+                {"type": ["this gateway takes text, image, tool_use and tool_result blocks"]}
             )
-        unknown = sorted(set(block) - {"type", "cache_control", "text" if kind == "text" else "source"})
+        unknown = sorted(set(block) - ANTHROPIC_BLOCK_FIELDS[kind])
         if unknown:
             raise serializers.ValidationError({unknown[0]: ["is not a known field"]})
-        cache_control = block.get("cache_control", {"type": "ephemeral"})
-        if (
-            not isinstance(cache_control, dict)
-            or cache_control.get("type") != "ephemeral"
-            or not set(cache_control) <= {"type", "ttl"}
-            or cache_control.get("ttl", "5m") not in ("5m", "1h")
-        ):
-            raise serializers.ValidationError(
-                {"cache_control": ['must be {"type": "ephemeral"} with ttl 5m or 1h']}
-            )
+        return with_breakpoint(self.part(kind, block), block)
+
+    def part(self, kind: str, block: dict[str, Any]) -> dict[str, Any]:
+        if kind == "tool_use":
+            return {"type": "tool_use", **ToolUseSerializer().run_validation(block)}
+        if kind == "tool_result":
+            return {"type": "tool_result", **ToolResultSerializer().run_validation(block)}
         if kind == "text":
             text = block.get("text")
             if not isinstance(text, str):
@@ -504,19 +896,53 @@ class AnthropicMessageSerializer(StrictRequestSerializer):
     content = AnthropicContentField()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        return media_from_users_only(attrs)
+        """The OpenAI messages this one stands for: its tool_result blocks as tool messages first, then
+        the rest, its tool_use blocks as the assistant's tool calls."""
+        role, content = attrs["role"], attrs["content"]
+        if isinstance(content, str):
+            return {"openai": [{"role": role, "content": content}]}
+        by_type = {kind: [p for p in content if p["type"] == kind] for kind in ("tool_use", "tool_result")}
+        rest = [part for part in content if part["type"] not in by_type]
+        if by_type["tool_use"] and role != "assistant":
+            raise _invalid("content", "tool_use blocks are only allowed in assistant messages")
+        if by_type["tool_result"] and role != "user":
+            raise _invalid("content", "tool_result blocks are only allowed in user messages")
+        messages: list[dict[str, Any]] = [
+            {
+                "role": "tool",
+                "tool_call_id": result["tool_use_id"],
+                # OpenAI's tool messages have no error flag: the text says it
+                "content": ("Error: " if result.get("is_error") else "") + result.get("content", ""),
+            }
+            for result in by_type["tool_result"]
+        ]
+        if by_type["tool_use"]:
+            calls = [
+                {
+                    "id": use["id"],
+                    "type": "function",
+                    "function": {"name": use["name"], "arguments": json.dumps(use["input"])},
+                }
+                for use in by_type["tool_use"]
+            ]
+            messages.append({"role": "assistant", "content": rest or None, "tool_calls": calls})
+        elif rest:
+            messages.append(media_from_users_only({"role": role, "content": rest}))
+        return {"openai": messages}
 
 
 @extend_schema_field({"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]})
 class AnthropicSystemField(serializers.Field):
-    """`system`: a string, or text blocks (joined)."""
+    """`system`: a string, or text blocks: joined, unless one marks a cache breakpoint."""
 
-    def to_internal_value(self, data: Any) -> str:
+    def to_internal_value(self, data: Any) -> str | list[dict[str, Any]]:
         if isinstance(data, str):
             return checked_text(data)
         content = AnthropicContentField().run_validation(data)
         if isinstance(content, str) or any(part["type"] != "text" for part in content):
             raise serializers.ValidationError("must be a string or an array of text blocks")
+        if any("cache_control" in part for part in content):
+            return content
         return "\n\n".join(part["text"] for part in content)
 
 
@@ -541,25 +967,73 @@ class AnthropicMessagesRequestSerializer(StrictRequestSerializer):
         child=StrictCharField(trim_whitespace=False), max_length=STOP_SEQUENCES_MAX, required=False
     )
     stream = StrictBooleanField(default=False)
-    metadata = AnthropicMetadataSerializer(required=False)  # accepted; not stored yet
+    metadata = AnthropicMetadataSerializer(required=False)
+    tools = StrictListField(
+        child=AnthropicToolSerializer(), min_length=1, max_length=TOOLS_MAX, required=False
+    )
+    tool_choice = AnthropicToolChoiceSerializer(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        messages = [dict(message) for message in attrs["messages"]]
+        messages = [openai for message in attrs["messages"] for openai in message["openai"]]
+        try:
+            tool_exchanges_check(messages)
+        except serializers.ValidationError:
+            raise _invalid(
+                "messages",
+                "every tool_use block needs a tool_result block answering it in the next user message, "
+                "and every tool_result block a tool_use block it answers",
+            ) from None
         if attrs.get("system"):
             messages.insert(0, {"role": "system", "content": attrs["system"]})
+        parameters: dict[str, Any] = {"top_p": attrs.get("top_p")}
+        if attrs.get("stop_sequences"):
+            parameters["stop"] = [checked_text(stop) for stop in attrs["stop_sequences"]]
+        if attrs.get("tools"):
+            parameters["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": tool["name"],
+                        **({"description": tool["description"]} if tool.get("description") else {}),
+                        "parameters": tool["input_schema"],
+                    },
+                    **({"cache_control": tool["cache_control"]} if "cache_control" in tool else {}),
+                }
+                for tool in attrs["tools"]
+            ]
+        choice = attrs.get("tool_choice")
+        if choice is not None:
+            if not attrs.get("tools"):
+                raise _invalid("tool_choice", "is only allowed when tools are given")
+            if choice["type"] == "tool":
+                if choice["name"] not in {tool["name"] for tool in attrs["tools"]}:
+                    raise _invalid("tool_choice.name", "is not the name of a tool in tools")
+                parameters["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+            else:
+                parameters["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[
+                    choice["type"]
+                ]
+            if choice.get("disable_parallel_tool_use"):
+                parameters["parallel_tool_calls"] = False
+        if (attrs.get("metadata") or {}).get("user_id"):
+            parameters["user"] = attrs["metadata"]["user_id"]
         return {
             "model": attrs["model"],
             "messages": messages,
             "max_tokens": attrs["max_tokens"],
             "temperature": attrs.get("temperature"),
-            "top_p": attrs.get("top_p"),
-            "stop": [checked_text(stop) for stop in attrs["stop_sequences"]]
-            if attrs.get("stop_sequences")
-            else None,
+            "parameters": {name: value for name, value in parameters.items() if value is not None},
             "protocol": "custom",
             "sync": True,
             "stream": attrs["stream"],
         }
+
+
+def only_with_type(attrs: dict[str, Any], kind: str, *, field: str) -> dict[str, Any]:
+    """An object whose `field` is required when its type is `kind`, and refused otherwise."""
+    if (attrs["type"] == kind) != (field in attrs):
+        raise _invalid(field, f"is required with type {kind}, and only with it")
+    return attrs
 
 
 def _invalid(param: str, message: str) -> serializers.ValidationError:

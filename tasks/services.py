@@ -2,6 +2,7 @@
 
 import copy
 import functools
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from tasks.model_rules import default_capabilities, rules_check
 from tasks.models import Channel, Model, Price, Task, TaskAttempt, new_task_id
 from tasks.routing import channels_available
 from tasks.selectors import is_disabled, model_rules
-from tasks.serializers import messages_from
+from tasks.serializers import ATTRIBUTION, messages_from
 from tenants.limits import limits_admit, limits_apply, limits_record
 from tenants.models import ApiKey, ModelRuleOverride, Tenant
 from tenants.services import (
@@ -88,14 +89,15 @@ def task_submit(
         "max_tokens": validated.get("max_tokens"),
         "temperature": validated.get("temperature"),
         "reasoning": validated.get("reasoning"),
-        "top_p": validated.get("top_p"),
-        "stop": validated.get("stop"),
+        # the OpenAI chat parameters the upstream is sent (tasks/relay/engine.py, upstream_request)
+        "parameters": {k: v for k, v in validated["parameters"].items() if k not in ATTRIBUTION},
+        **{k: v for k, v in validated["parameters"].items() if k in ATTRIBUTION},
     }
     request |= rules_check(model.name, rules, request, protocol=validated["protocol"])
     if not price.channel_closed and not channels_available(model):
         raise ServiceUnavailable(f"No channel can serve model {model.name!r} right now.")
 
-    input_tokens = estimate_input_tokens(request["messages"])
+    input_tokens = estimate_input_tokens(request["messages"], request["parameters"].get("tools"))
     request["output_cap"] = rules.max_output_tokens or model.output_cap
     worst_case_output = request["max_tokens"] or request["output_cap"]
     task = Task(
@@ -244,10 +246,15 @@ def model_resolve(
     return model
 
 
-def estimate_input_tokens(messages: list[dict[str, Any]]) -> int:
-    chars, images = 0, 0
+def estimate_input_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
+    """The prompt's tokens, estimated from its length: the messages, their tool calls and the tools."""
+    chars, images = len(json.dumps(tools)) if tools else 0, 0
     for message in messages:
         content = message["content"]
+        if "tool_calls" in message:
+            chars += len(json.dumps(message["tool_calls"]))
+        if content is None:
+            continue
         if isinstance(content, str):
             chars += len(content)
             continue
@@ -271,6 +278,8 @@ def price_set(
     input_per_million: Decimal,
     output_per_million: Decimal,
     cached_input_per_million: Decimal | None = None,
+    cache_write_per_million: Decimal | None = None,
+    cache_write_1h_per_million: Decimal | None = None,
     group: str = "",
     capabilities: list[str] | None = None,
     actor: Actor = SYSTEM,
@@ -290,8 +299,15 @@ def price_set(
             version=(latest.version + 1) if latest else 1,
             input_per_million=input_per_million,
             cached_input_per_million=cached_input_per_million,
+            cache_write_per_million=cache_write_per_million,
+            cache_write_1h_per_million=cache_write_1h_per_million,
             output_per_million=output_per_million,
         )
+        optional = {
+            "cached_input_per_million": cached_input_per_million,
+            "cache_write_per_million": cache_write_per_million,
+            "cache_write_1h_per_million": cache_write_1h_per_million,
+        }
         audit_record(
             actor=actor,
             action="price.set",
@@ -300,9 +316,7 @@ def price_set(
             details={
                 "version": price.version,
                 "input_per_million": str(input_per_million),
-                "cached_input_per_million": None
-                if cached_input_per_million is None
-                else str(cached_input_per_million),
+                **{name: None if rate is None else str(rate) for name, rate in optional.items()},
                 "output_per_million": str(output_per_million),
             },
         )

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from foxgate.database import direct_conninfo
 from foxgate.stack import Stack
+from tasks.models import Model
 from tasks.services import channel_add, price_set
 from tenants.services import IssuedKey, apikey_issue, tenant_create
 from tests.helpers import tenant_client
@@ -148,7 +149,7 @@ def stack_api(stack, stack_db):
         model_name="fake-model",
         input_per_million=Decimal(1),
         output_per_million=Decimal(2),
-        capabilities=["text", "vision", "video", "audio"],
+        capabilities=list(Model.Capability.values),
     )
     channel_add(
         name="fake",

@@ -41,7 +41,15 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from .openai import DEFAULT_MODEL, content_text, echo, last_user_content, split_reply, truncate_words
+from .openai import (
+    DEFAULT_MODEL,
+    argument_pieces,
+    content_text,
+    echo,
+    last_user_content,
+    split_reply,
+    truncate_words,
+)
 from .server import (
     CONTROL_PREFIX,
     FakeProviderServer,
@@ -51,6 +59,7 @@ from .server import (
     Route,
     run_cli,
 )
+from .tools import Tool, example, pick, structured_reply, tool_result_reply
 
 IMAGE_TOKENS = 1600  # roughly what Anthropic bills for a 1092x1092 image
 DOCUMENT_TOKENS = 1500
@@ -197,12 +206,18 @@ class FakeAnthropic(FakeProviderServer):
             )
             blocks.append({"type": "thinking", "thinking": thought, "signature": _signature(thought)})
             output_tokens = len(thought.split())
-        text = knobs.reply if knobs.reply is not None else echo(messages, image_type="image")
-        reply, stop_reason, stop_sequence = generate(
-            text, max_tokens - output_tokens, body.get("stop_sequences")
-        )
-        blocks.append({"type": "text", "text": reply})
-        output_tokens += len(reply.split())
+        use = tool_use(body)
+        if use is not None:
+            blocks.append(use)
+            output_tokens += math.ceil(len(json.dumps(use["input"])) / 4)
+            stop_reason, stop_sequence = "tool_use", None
+        else:
+            text = knobs.reply if knobs.reply is not None else reply_text(body)
+            reply, stop_reason, stop_sequence = generate(
+                text, max_tokens - output_tokens, body.get("stop_sequences")
+            )
+            blocks.append({"type": "text", "text": reply})
+            output_tokens += len(reply.split())
         message = {
             "id": _new_id("msg_01", 22),
             "type": "message",
@@ -279,11 +294,19 @@ class FakeAnthropic(FakeProviderServer):
         opening = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
         send("message_start", message={**opening, "usage": {**usage, "output_tokens": 1}})
         for index, block in enumerate(message["content"]):
-            emptied = {"thinking": "", "signature": ""} if block["type"] == "thinking" else {"text": ""}
-            send("content_block_start", index=index, content_block={**block, **emptied})
+            emptied = {"thinking": {"thinking": "", "signature": ""}, "tool_use": {"input": {}}}
+            send(
+                "content_block_start",
+                index=index,
+                content_block={**block, **emptied.get(block["type"], {"text": ""})},
+            )
             if index == 0:
                 send("ping")  # where the real API sends its first keep-alive
-            if block["type"] == "thinking":
+            if block["type"] == "tool_use":
+                for piece in argument_pieces(json.dumps(block["input"])):
+                    if not send_delta(index, {"type": "input_json_delta", "partial_json": piece}):
+                        return
+            elif block["type"] == "thinking":
                 for piece in split_reply(block["thinking"], None):
                     if not send_delta(index, {"type": "thinking_delta", "thinking": piece}):
                         return
@@ -329,6 +352,48 @@ class FakeAnthropic(FakeProviderServer):
         Route("GET", r"/v1/models", list_models),
         Route("GET", r"/v1/models/(?P<model>[^/]+)", get_model),
     )
+
+
+def tool_use(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The call the fake model makes (foxgate/fakes/tools.py), as a tool_use block, or None."""
+    tools = [Tool(tool["name"], tool.get("input_schema") or {}) for tool in body.get("tools") or []]
+    choice = body.get("tool_choice") or {}
+    tool = pick(
+        tools,
+        forced=choice.get("name") if choice.get("type") == "tool" else choice.get("type") == "any" or None,
+        never=choice.get("type") == "none",
+        answered=bool(_tool_results(body["messages"][-1])),
+        last_user_text=content_text(last_user_content(body["messages"])),
+    )
+    if tool is None:
+        return None
+    return {
+        "type": "tool_use",
+        "id": _new_id("toolu_01", 22),
+        "name": tool.name,
+        "input": example(tool.schema),
+    }
+
+
+def _tool_results(message: dict[str, Any]) -> list[str]:
+    """The text of each tool_result block of a user message."""
+    if message["role"] != "user":
+        return []
+    results = [block for block in _blocks(message["content"]) if block.get("type") == "tool_result"]
+    return [content_text(result.get("content") or "") for result in results]
+
+
+def reply_text(body: dict[str, Any]) -> str:
+    """What the fake model says: what the tools returned, the structured document asked for, or the echo."""
+    results = _tool_results(body["messages"][-1])
+    if results:
+        return tool_result_reply(results)
+    output_format = (body.get("output_config") or {}).get("format") or {}
+    if output_format.get("type") == "json_schema":
+        return structured_reply(
+            output_format.get("schema"), content_text(last_user_content(body["messages"]))
+        )
+    return echo(body["messages"], image_type="image")
 
 
 def generate(text: str, limit: int, stop_sequences: Sequence[str] | None) -> tuple[str, str, str | None]:

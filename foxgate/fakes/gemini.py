@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .openai import DEFAULT_MODEL, STREAM_ERROR_STATUS, content_text, echo, split_reply, truncate_words
 from .server import FakeProviderServer, FakeRequestHandler, InvalidRequest, Route, run_cli
+from .tools import Tool, example, pick, structured_reply, tool_result_reply
 
 TYPE_PREFIX = "type.googleapis.com/google.ai.generativelanguage.v1beta."
 ROLES = ("user", "model")
@@ -131,6 +132,8 @@ class FakeGemini(FakeProviderServer):
     def generate_content(self, exchange: FakeRequestHandler, match: re.Match[str]) -> None:
         answer = self._answer(exchange, match)
         parts = [{"text": answer.text}] if answer.text else []
+        if answer.call is not None:
+            parts = [{"functionCall": answer.call}]
         if answer.thought is not None:
             parts.insert(0, {"text": answer.thought, "thought": True})
         # Google drops empty fields: a reply cut to nothing comes back as a content without parts.
@@ -139,7 +142,7 @@ class FakeGemini(FakeProviderServer):
             {"content": content, "finishReason": answer.finish_reason, "index": index}
             for index in range(answer.candidates)
         ]
-        payload = {"candidates": candidates, "usageMetadata": answer.usage(answer.text), **answer.head}
+        payload = {"candidates": candidates, "usageMetadata": answer.usage(answer.output), **answer.head}
         exchange.send_json(200, payload)
 
     def stream_generate_content(self, exchange: FakeRequestHandler, match: re.Match[str]) -> None:
@@ -172,6 +175,13 @@ class FakeGemini(FakeProviderServer):
         if answer.thought is not None:
             # Like OpenAI's role chunk, the thought leads the stream and is not a content chunk.
             send_chunk({"text": answer.thought, "thought": True}, "")
+        if answer.call is not None:
+            # Gemini sends a function call whole, in one chunk, with the finish reason.
+            send_chunk({"functionCall": answer.call}, answer.output, answer.finish_reason)
+            if not sse:
+                exchange.write_chunk(b"]")
+            exchange.end_stream()
+            return
         # An empty reply still needs one chunk to carry the finish reason.
         pieces = split_reply(answer.text, knobs.chunk_count) or [""]
         count, ending = knobs.stream_ending(len(pieces))
@@ -222,10 +232,11 @@ class FakeGemini(FakeProviderServer):
     def _answer(self, exchange: FakeRequestHandler, match: re.Match[str]) -> Answer:
         request = parse_generate_request(exchange.raw_body, exchange.body)
         config = request.get("generationConfig", {})
-        last_user = _openai_view(
-            next((c for c in reversed(request["contents"]) if (c.get("role") or "user") == "user"), {})
-        )
-        text = exchange.knobs.reply if exchange.knobs.reply is not None else _echo(last_user)
+        last_user = _openai_view(_last_user(request))
+        call = function_call(request)
+        text = exchange.knobs.reply if exchange.knobs.reply is not None else reply_text(request, last_user)
+        if call is not None:
+            text = ""
         for stop in config.get("stopSequences", []):
             if stop and stop in text:
                 text = text[: text.index(stop)]
@@ -236,6 +247,7 @@ class FakeGemini(FakeProviderServer):
             text=reply,
             finish_reason="MAX_TOKENS" if finish == "length" else "STOP",
             thought=thought if thinking.get("includeThoughts") else None,
+            call=call,
             thoughts_tokens=len(thought.split()) if thought is not None else 0,
             prompt_tokens=count_prompt_tokens(request),
             candidates=config.get("candidateCount", 1),
@@ -265,6 +277,13 @@ class Answer:
     candidates: int
     head: dict[str, str]
     """modelVersion and responseId, the same on every chunk of a stream."""
+    call: dict[str, Any] | None = None
+    """The functionCall the model makes instead of a text reply."""
+
+    @property
+    def output(self) -> str:
+        """What the model generated, as the text its output tokens are counted from."""
+        return json.dumps(self.call["args"]) if self.call is not None else self.text
 
     def usage(self, text: str) -> dict[str, Any]:
         """usageMetadata once ``text`` of the reply has been generated."""
@@ -283,6 +302,55 @@ class Answer:
         }
         # Proto JSON leaves out zeros: no candidatesTokenCount before (or without) any reply text.
         return {name: value for name, value in usage.items() if value}
+
+
+def function_call(request: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The call the fake model makes (foxgate/fakes/tools.py), as Gemini's functionCall, or None."""
+    tools = [
+        Tool(
+            declaration["name"],
+            declaration.get("parametersJsonSchema") or declaration.get("parameters") or {},
+        )
+        for tool in request.get("tools", [])
+        for declaration in tool.get("functionDeclarations") or tool.get("function_declarations") or []
+    ]
+    config = (request.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    mode = str(config.get("mode", "AUTO")).upper()
+    allowed = config.get("allowedFunctionNames") or []
+    tool = pick(
+        tools,
+        forced=(allowed[0] if allowed else True) if mode == "ANY" else None,
+        never=mode == "NONE",
+        answered=bool(_function_responses(request["contents"][-1])),
+        last_user_text=content_text(_openai_view(_last_user(request))["content"]),
+    )
+    return None if tool is None else {"name": tool.name, "args": example(tool.schema)}
+
+
+def _function_responses(content: Mapping[str, Any]) -> list[str]:
+    """What each functionResponse part of a content says: its `result`, or its whole response as JSON."""
+    responses = [
+        part["functionResponse"].get("response") or {}
+        for part in content.get("parts", [])
+        if "functionResponse" in part
+    ]
+    return [str(r["result"]) if set(r) == {"result"} else json.dumps(r) for r in responses]
+
+
+def _last_user(request: Mapping[str, Any]) -> Mapping[str, Any]:
+    return next((c for c in reversed(request["contents"]) if (c.get("role") or "user") == "user"), {})
+
+
+def reply_text(request: Mapping[str, Any], last_user: dict[str, Any]) -> str:
+    """What the fake model says: what the functions returned, the JSON asked for, or the echo."""
+    results = _function_responses(request["contents"][-1])
+    if results:
+        return tool_result_reply(results)
+    config = request.get("generationConfig", {})
+    if config.get("responseMimeType") == "application/json":
+        schema = config.get("responseJsonSchema") or config.get("responseSchema")
+        return structured_reply(schema, content_text(last_user["content"]))
+    return _echo(last_user)
 
 
 def think(user_text: str, thinking_config: Mapping[str, Any]) -> str | None:

@@ -20,11 +20,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .server import FakeProviderServer, FakeRequestHandler, InvalidRequest, Route, run_cli
+from .tools import Tool, example, pick, structured_reply, tool_result_reply
 
 DEFAULT_MODEL = "fake-model"
 SYSTEM_FINGERPRINT = "fp_fake0penai"
 IMAGE_TOKENS = 85  # what OpenAI bills for a low-detail image
 STREAM_ERROR_STATUS = 500  # the error an error_after stream ends with
+ARGUMENT_PIECE = 8  # characters of a tool call's arguments per streamed delta
 ROLES = ("system", "developer", "user", "assistant", "tool")
 # video_url is not OpenAI's but vLLM's; gateways put it in the same OpenAI-dialect requests.
 # OpenAI's own part types, plus the URL parts vLLM and OpenRouter take for video, audio and files.
@@ -75,11 +77,14 @@ class FakeOpenAI(FakeProviderServer):
         knobs = exchange.knobs
         messages = body["messages"]
         limit = _first_given(body, "max_completion_tokens", "max_tokens")
-        text = knobs.reply if knobs.reply is not None else echo(messages)
-        reply, finish_reason = truncate_words(text, limit)
+        call = tool_call(body)
+        text = knobs.reply if knobs.reply is not None else reply_text(body)
+        reply, finish_reason = ("", "tool_calls") if call else truncate_words(text, limit)
         n = _first_given(body, "n") or 1
         prompt_tokens = count_prompt_tokens(messages)
-        completion_tokens = n * len(reply.split())
+        completion_tokens = n * (
+            math.ceil(len(call["function"]["arguments"]) / 4) if call else len(reply.split())
+        )
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -101,9 +106,11 @@ class FakeOpenAI(FakeProviderServer):
         }
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._stream(exchange, head, reply, finish_reason, n, usage if include_usage else None)
+            self._stream(exchange, head, reply, finish_reason, n, usage if include_usage else None, call)
             return
         message = {"role": "assistant", "content": reply, "refusal": None, "annotations": []}
+        if call:
+            message |= {"content": None, "tool_calls": [call]}
         choices = [
             {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
             for index in range(n)
@@ -118,6 +125,7 @@ class FakeOpenAI(FakeProviderServer):
         finish_reason: str,
         n: int,
         usage: dict[str, Any] | None,
+        call: dict[str, Any] | None = None,
     ) -> None:
         knobs = exchange.knobs
         # With include_usage, OpenAI puts "usage": null on every chunk before the usage chunk.
@@ -136,6 +144,12 @@ class FakeOpenAI(FakeProviderServer):
             exchange.drop_connection()
             return
         send_chunk({"role": "assistant", "content": "", "refusal": None})
+        if call:
+            # OpenAI opens a call with its id and name, then streams its arguments in pieces.
+            opening = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+            send_chunk({"tool_calls": [{"index": 0, **opening}]})
+            for piece in argument_pieces(call["function"]["arguments"]):
+                send_chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
         pieces = split_reply(reply, knobs.chunk_count)
         sent, ending = knobs.stream_ending(len(pieces))
         for index, piece in enumerate(pieces[:sent]):
@@ -171,6 +185,53 @@ class FakeOpenAI(FakeProviderServer):
         Route("POST", r"/v1/chat/completions", chat_completions),
         Route("GET", r"/v1/models", list_models),
     )
+
+
+def tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The call the fake model makes (foxgate/fakes/tools.py), as OpenAI's tool call, or None."""
+    tools = [
+        Tool(tool["function"]["name"], tool["function"].get("parameters") or {})
+        for tool in body.get("tools") or []
+    ]
+    choice = body.get("tool_choice")
+    messages = body["messages"]
+    tool = pick(
+        tools,
+        forced=choice["function"]["name"] if isinstance(choice, dict) else choice == "required" or None,
+        never=choice == "none",
+        answered=messages[-1]["role"] == "tool",
+        last_user_text=content_text(last_user_content(messages)),
+    )
+    if tool is None:
+        return None
+    arguments = json.dumps(example(tool.schema), separators=(",", ":"))
+    return {
+        "id": f"call_{uuid.uuid4().hex[:24]}",
+        "type": "function",
+        "function": {"name": tool.name, "arguments": arguments},
+    }
+
+
+def argument_pieces(arguments: str) -> list[str]:
+    """A call's arguments as a stream sends them: a few characters at a time."""
+    return [arguments[start : start + ARGUMENT_PIECE] for start in range(0, len(arguments), ARGUMENT_PIECE)]
+
+
+def reply_text(body: dict[str, Any]) -> str:
+    """What the fake model says: what the tools returned, the structured document asked for, or the echo."""
+    messages = body["messages"]
+    trailing = []
+    for message in reversed(messages):
+        if message["role"] != "tool":
+            break
+        trailing.insert(0, content_text(message.get("content")))
+    if trailing:
+        return tool_result_reply(trailing)
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") in ("json_object", "json_schema"):
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        return structured_reply(schema, content_text(last_user_content(messages)))
+    return echo(messages)
 
 
 def echo(messages: list[dict[str, Any]], image_type: str = "image_url") -> str:

@@ -34,6 +34,7 @@ class StreamAssembly:
     model: str = ""
     created: int = 0
     first_token_ms: int | None = None
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # by the stream's call index
 
     def add(self, chunk: dict[str, Any]) -> None:
         self.chunk_id = self.chunk_id or chunk.get("id", "")
@@ -45,22 +46,43 @@ class StreamAssembly:
             delta = choice.get("delta") or {}
             text = delta.get("content") or ""
             thought = delta.get("reasoning_content") or ""
-            if (text or thought) and self.first_token_ms is None:
+            calls = delta.get("tool_calls") or []
+            if (text or thought or calls) and self.first_token_ms is None:
                 self.first_token_ms = round((time.monotonic() - self.started) * 1000)
             self.content.append(text)
             self.reasoning.append(thought)
+            for call in calls:
+                self.add_tool_call(call)
             self.finish_reason = choice.get("finish_reason") or self.finish_reason
+
+    def add_tool_call(self, delta: dict[str, Any]) -> None:
+        """A tool call's delta: the first of a call brings its id and name, every one a piece of its
+        arguments."""
+        call = self.tool_calls.setdefault(
+            delta.get("index", len(self.tool_calls)),
+            {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+        )
+        call["id"] = call["id"] or delta.get("id") or ""
+        function = delta.get("function") or {}
+        call["function"]["name"] = call["function"]["name"] or function.get("name") or ""
+        call["function"]["arguments"] += function.get("arguments") or ""
 
     @property
     def tokens(self) -> int:
         """Output delivered so far, estimated from its length."""
-        return math.ceil(sum(len(part) for part in (*self.content, *self.reasoning)) / CHARS_PER_TOKEN)
+        arguments = [call["function"]["arguments"] for call in self.tool_calls.values()]
+        delivered = (*self.content, *self.reasoning, *arguments)
+        return math.ceil(sum(len(part) for part in delivered) / CHARS_PER_TOKEN)
 
     def outcome(self, error: UpstreamError | None) -> CallOutcome:
         base = {"usage": self.usage, "delivered_tokens": self.tokens, "first_token_ms": self.first_token_ms}
         if error is not None:
             return CallOutcome(error=error, **base)
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content), "refusal": None}
+        text = "".join(self.content)
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if self.tool_calls:
+            message["content"] = text or None
+            message["tool_calls"] = [self.tool_calls[index] for index in sorted(self.tool_calls)]
         if any(self.reasoning):
             message["reasoning_content"] = "".join(self.reasoning)
         completion = {

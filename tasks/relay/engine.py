@@ -58,7 +58,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 M = TypeVar("M", bound=models.Model)
-PASS_THROUGH = ("top_p", "stop")  # sent to the upstream exactly as the caller gave them
 CHANNEL_BUSY_WAIT_SECONDS = 0.25
 RETRY_BACKOFF_MAX_SECONDS = 10
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
@@ -99,6 +98,15 @@ class Claim:
 # leaves the prepared statement's result as it was.
 TASK_FIELDS = Task._meta.concrete_fields
 _TASK_COLUMNS = ", ".join(f'"{field.column}"' for field in TASK_FIELDS)
+# What settlement prices with (Price.cost)
+PRICE_RATES = (
+    "input_per_million",
+    "cached_input_per_million",
+    "cache_write_per_million",
+    "cache_write_1h_per_million",
+    "output_per_million",
+)
+_PRICE_COLUMNS = ", ".join(f"p.{name}" for name in PRICE_RATES)
 CLAIM = f"""
 WITH claimed AS (
     UPDATE tasks_task SET status = 'processing', progress = 1, started_at = %(now)s,
@@ -107,7 +115,7 @@ WITH claimed AS (
     RETURNING {_TASK_COLUMNS}
 )
 SELECT claimed.*, m.name AS model_name, tn.slug AS tenant_slug,
-    p.input_per_million, p.cached_input_per_million, p.output_per_million,
+    {_PRICE_COLUMNS},
     ARRAY(
         SELECT DISTINCT a.channel_id FROM tasks_taskattempt a
         WHERE a.task_id = claimed.id AND a.finished_at IS NOT NULL
@@ -154,20 +162,11 @@ def task_claim(*, task_id: str, owner: str) -> Claim | None:
         return None
     # By position: the task's columns (TASK_FIELDS), then CLAIM's others in the order it lists them.
     task = _from_db(Task, dict(zip([field.attname for field in TASK_FIELDS], row, strict=False)))
-    model_name, tenant_slug, input_price, cached_price, output_price, failed, chunks_stored, channels = row[
-        len(TASK_FIELDS) :
-    ]
+    model_name, tenant_slug, *rest = row[len(TASK_FIELDS) :]
+    rates, (failed, chunks_stored, channels) = rest[: len(PRICE_RATES)], rest[len(PRICE_RATES) :]
     task.catalog_model = _from_db(Model, {"id": task.catalog_model_id, "name": model_name})
     task.tenant = _from_db(Tenant, {"id": task.tenant_id, "slug": tenant_slug})
-    task.price = _from_db(
-        Price,
-        {
-            "id": task.price_id,
-            "input_per_million": input_price,
-            "cached_input_per_million": cached_price,
-            "output_per_million": output_price,
-        },
-    )
+    task.price = _from_db(Price, {"id": task.price_id, **dict(zip(PRICE_RATES, rates, strict=True))})
     return Claim(
         task=task,
         channels=[_from_json(Channel, values) for values in json.loads(channels)],
@@ -322,7 +321,7 @@ def upstream_request(task: Task, channel: Channel) -> UpstreamRequest:
         temperature=request.get("temperature"),
         reasoning=request.get("reasoning"),
         default_max_tokens=request.get("output_cap") or settings.DEFAULT_OUTPUT_CAP,
-        extra={name: request[name] for name in PASS_THROUGH if request.get(name) is not None},
+        extra=task.upstream_parameters,
     )
 
 

@@ -43,21 +43,26 @@ def task_charge(task: Task, *, usage: dict | None, delivered_tokens: int = 0) ->
     """The settlement rule: (cost, basis, tokens used) for a task that ends, well or badly.
 
     - provider_usage: the provider reported usage (a finished call, or a stream that broke after its
-      usage arrived): charge exactly that, cached input at the cached-input price.
+      usage arrived): charge exactly that, cached input and prompt cache writes at their own prices.
     - delivered_estimate: no usage, but output was delivered before the failure (a stream cut mid-way):
       charge the estimated input plus the output tokens delivered.
     - nothing_delivered: no usage and no output: nothing is charged.
     """
     if usage:
         cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        # Anthropic's prompt cache writes (tasks/relay/providers/anthropic.py), 1-hour ones apart
+        written = usage.get("cache_creation_input_tokens") or 0
+        written_1h = (usage.get("cache_creation") or {}).get("ephemeral_1h_input_tokens") or 0
         cost = task.price.cost(
             input_tokens=usage["prompt_tokens"],
             output_tokens=usage["completion_tokens"],
             cached_input_tokens=cached,
+            cache_write_tokens=written - written_1h,
+            cache_write_1h_tokens=written_1h,
         )
         return cost, "provider_usage", usage["prompt_tokens"] + usage["completion_tokens"]
     if delivered_tokens:
-        input_tokens = estimate_input_tokens(task.request["messages"])
+        input_tokens = estimate_input_tokens(task.request["messages"], task.upstream_parameters.get("tools"))
         cost = task.price.cost(input_tokens=input_tokens, output_tokens=delivered_tokens)
         return cost, "delivered_estimate", input_tokens + delivered_tokens
     return Decimal(0), "nothing_delivered", 0

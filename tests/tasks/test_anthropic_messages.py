@@ -1,19 +1,29 @@
 """POST /v1/messages with the official anthropic SDK, unchanged, against the running stack: each request a
 task (X-Task-Id), charged as its usage says, whichever provider's channel serves it."""
 
-from decimal import Decimal
+import json
+from decimal import ROUND_HALF_UP, Decimal
 
 import anthropic
 import httpx
+import jsonschema
 import openai
 import pytest
 
 from tasks.models import Task
+from tasks.services import price_set
 from tests.helpers import anthropic_and_gemini_channels, run_command, upstream_requests
 
 pytestmark = pytest.mark.e2e
 
 MODELS = ("fake-model", "claude-sonnet-4", "gemini-2.5-flash")  # OpenAI-compatible, Anthropic, Gemini
+WEATHER = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+    "required": ["city", "days"],
+}
+TOOLS = [{"name": "get_weather", "description": "The forecast", "input_schema": WEATHER}]
+ASK = {"role": "user", "content": "What is the weather in Oslo?"}
 
 
 @pytest.fixture
@@ -22,17 +32,19 @@ def sdk(stack, stack_api):
     three providers."""
     secret = stack_api.headers["Authorization"].removeprefix("Bearer ")
     with (
-        anthropic_and_gemini_channels(output_per_million=Decimal(2)),
+        anthropic_and_gemini_channels(output_per_million=Decimal(2)) as (fake_anthropic, _),
         anthropic.Anthropic(base_url=stack.web_url, api_key=secret, max_retries=0) as client,
     ):
-        client.api, client.secret = stack_api, secret
+        client.api, client.secret, client.fake_anthropic = stack_api, secret, fake_anthropic
         yield client
 
 
 def charged_as_its_usage_says(sdk, task_id: str, usage) -> None:
     task = sdk.api.get(f"/v1/tasks/{task_id}").json()
     assert task["status"] == "completed", task
-    input_tokens = usage.input_tokens + (usage.cache_read_input_tokens or 0)
+    input_tokens = (
+        usage.input_tokens + (usage.cache_read_input_tokens or 0) + (usage.cache_creation_input_tokens or 0)
+    )
     expected = (Decimal(input_tokens) + 2 * Decimal(usage.output_tokens)) / 1_000_000
     assert Decimal(task["usage"]["credits_charged"]) == expected
     assert Task.objects.get(pk=task_id).dialect == "anthropic"
@@ -89,7 +101,8 @@ def test_blocks_system_and_stop_sequences_reach_the_upstream_as_openai_messages(
     )
     sent = upstream_requests(stack)[-1]["body"]
     assert sent["messages"] == [
-        {"role": "system", "content": "Be brief."},
+        # a system block marking a cache breakpoint stays a block; an OpenAI upstream gets it without the mark
+        {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
         {
             "role": "user",
             "content": [
@@ -127,6 +140,10 @@ def test_a_bearer_key_works_too_and_a_wrong_key_is_anthropics_authentication_err
         ({"max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "tools": []}, "tools"),
         (
             {"max_tokens": 10, "messages": [{"role": "user", "content": [{"type": "tool_result"}]}]},
+            "messages[0].content[0].tool_use_id",
+        ),
+        (
+            {"max_tokens": 10, "messages": [{"role": "user", "content": [{"type": "server_tool_use"}]}]},
             "messages[0].content[0].type",
         ),
         (
@@ -187,4 +204,114 @@ def test_the_books_balance_after_requests_of_every_dialect_and_provider(stack, s
         with pytest.raises(openai.APIStatusError):
             chat.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "e"}])
     assert Task.objects.filter(status=Task.Status.COMPLETED).count() == 12
+    assert "books balance" in run_command("billing_audit")  # exits 0
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_tools_a_forced_tool_use_then_its_result_then_the_answer(sdk, model):
+    raw = sdk.messages.with_raw_response.create(
+        model=model,
+        max_tokens=200,
+        messages=[ASK],
+        tools=TOOLS,
+        tool_choice={"type": "tool", "name": "get_weather"},
+    )
+    called = raw.parse()
+    assert called.stop_reason == "tool_use"
+    (use,) = [block for block in called.content if block.type == "tool_use"]
+    assert use.name == "get_weather" and use.id
+    jsonschema.validate(use.input, WEATHER)
+    charged_as_its_usage_says(sdk, raw.headers["X-Task-Id"], called.usage)
+
+    result = {"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}
+    raw = sdk.messages.with_raw_response.create(
+        model=model,
+        max_tokens=200,
+        tools=TOOLS,
+        messages=[
+            ASK,
+            {"role": "assistant", "content": called.content},
+            {"role": "user", "content": [result]},
+        ],
+    )
+    final = raw.parse()
+    assert [block.type for block in final.content] == ["text"]
+    assert final.content[0].text == "Tool said: sunny" and final.stop_reason == "end_turn"
+    charged_as_its_usage_says(sdk, raw.headers["X-Task-Id"], final.usage)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_stream_helper_assembles_a_tool_use_from_its_json_deltas(sdk, model):
+    with sdk.messages.stream(
+        model=model, max_tokens=200, messages=[ASK], tools=TOOLS, tool_choice={"type": "any"}
+    ) as stream:
+        events = [event.type for event in stream]
+        message = stream.get_final_message()
+    assert "input_json" in events  # the SDK's event for each input_json_delta
+    (use,) = [block for block in message.content if block.type == "tool_use"]
+    assert use.name == "get_weather"
+    jsonschema.validate(use.input, WEATHER)
+    assert message.stop_reason == "tool_use"
+
+
+def test_tools_reach_each_channel_in_its_own_format(stack, sdk):
+    choice = {"type": "auto", "disable_parallel_tool_use": True}
+    sdk.messages.create(
+        model="claude-sonnet-4", max_tokens=200, messages=[ASK], tools=TOOLS, tool_choice=choice
+    )
+    sent = sdk.fake_anthropic.requests[-1]["body"]
+    assert (sent["tools"], sent["tool_choice"]) == (TOOLS, choice)
+
+    sdk.messages.create(model="fake-model", max_tokens=200, messages=[ASK], tools=TOOLS, tool_choice=choice)
+    sent = upstream_requests(stack)[-1]["body"]
+    function = {"name": "get_weather", "description": "The forecast", "parameters": WEATHER}
+    assert sent["tools"] == [{"type": "function", "function": function}]
+    assert (sent["tool_choice"], sent["parallel_tool_calls"]) == ("auto", False)
+
+
+def test_cache_control_reaches_anthropic_and_cache_reads_and_writes_are_priced_apart(stack, sdk):
+    price_set(
+        model_name="claude-sonnet-4",
+        input_per_million=Decimal(1),
+        output_per_million=Decimal(2),
+        cached_input_per_million=Decimal("0.1"),
+        cache_write_per_million=Decimal("1.25"),
+        cache_write_1h_per_million=Decimal(2),
+    )
+    system = [
+        {
+            "type": "text",
+            "text": "You answer questions about the weather. " * 20,
+            "cache_control": {"type": "ephemeral"},
+        },
+        {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+    ]
+    question = {"role": "user", "content": [{"type": "text", "text": "Oslo?"}]}
+    for attempt in range(2):
+        raw = sdk.messages.with_raw_response.create(
+            model="claude-sonnet-4", max_tokens=100, system=system, messages=[question]
+        )
+        usage = raw.parse().usage
+        task = sdk.api.get(f"/v1/tasks/{raw.headers['X-Task-Id']}").json()
+        if attempt == 0:
+            written, written_1h = (
+                usage.cache_creation_input_tokens,
+                usage.cache_creation.ephemeral_1h_input_tokens,
+            )
+            assert written > written_1h > 0 and usage.cache_read_input_tokens == 0
+            expected = usage.input_tokens + (written - written_1h) * Decimal("1.25") + written_1h * 2
+        else:
+            assert usage.cache_read_input_tokens == written and usage.cache_creation_input_tokens == 0
+            expected = usage.input_tokens + written * Decimal("0.1")
+        expected = (expected + 2 * usage.output_tokens) / 1_000_000
+        # the ledger keeps 6 decimals, rounding half up once (tenants/services.py credits_settle)
+        assert Decimal(task["usage"]["credits_charged"]) == expected.quantize(
+            Decimal("0.000001"), ROUND_HALF_UP
+        )
+    assert sdk.fake_anthropic.requests[-1]["body"]["system"] == system
+
+    # An OpenAI-compatible upstream caches by itself: the breakpoints do not reach it.
+    sdk.messages.create(model="fake-model", max_tokens=100, system=system, messages=[question])
+    sent = upstream_requests(stack)[-1]["body"]["messages"]
+    assert "cache_control" not in json.dumps(sent)
     assert "books balance" in run_command("billing_audit")  # exits 0

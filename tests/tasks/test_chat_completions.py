@@ -1,19 +1,39 @@
 """POST /v1/chat/completions with the official openai SDK, unchanged, against the running stack: each
 request a task (X-Task-Id), charged as its usage says, whichever provider's channel serves it."""
 
+import json
 from decimal import Decimal
 
 import httpx
+import jsonschema
 import openai
 import pytest
+from langchain_core.messages import HumanMessage
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+from pydantic import BaseModel
 
 from tasks.models import Task
+from tasks.services import price_set
 from tests.helpers import anthropic_and_gemini_channels
 
 pytestmark = pytest.mark.e2e
 
 # model name -> the provider whose channel serves it
 MODELS = {"fake-model": "openai", "claude-sonnet-4": "anthropic", "gemini-2.5-flash": "gemini"}
+WEATHER = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+    "required": ["city", "unit"],
+    "additionalProperties": False,
+}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {"name": "get_weather", "description": "The forecast", "parameters": WEATHER},
+    }
+]
+ASK = {"role": "user", "content": "What is the weather in Oslo?"}
 
 
 @pytest.fixture
@@ -103,7 +123,18 @@ def test_a_failed_completion_is_an_openai_error(stack, sdk):
         ({"max_tokens": 10, "max_completion_tokens": 20}, "max_completion_tokens"),
         ({"temperature": 3}, "temperature"),
         ({"logit_bias": {"50256": -100}}, "logit_bias"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        (
+            {"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "f"}}},
+            "tool_choice.function.name",
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": 3}}}]},
+            "tools[0].function.parameters",
+        ),
+        ({"tools": [{"type": "function", "function": {"name": "no spaces"}}]}, "tools[0].function.name"),
+        ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
+        ({"metadata": {f"k{i}": "v" for i in range(9)}}, "metadata"),
     ],
 )
 def test_bad_input_is_a_422_naming_the_field_before_any_hold(sdk, extra, param):
@@ -145,3 +176,111 @@ def test_the_admin_shows_which_dialect_each_task_came_through(sdk, admin_client)
     listing = admin_client.get("/admin/tasks/task/").content.decode()
     assert listing.count("OpenAI chat completions") == 1 and listing.count("FoxAPI task") == 1
     assert generation.headers["X-Task-Id"] in listing
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_forced_tool_call_then_its_result_then_the_answer(sdk, model):
+    raw = sdk.chat.completions.with_raw_response.create(
+        model=model,
+        messages=[ASK],
+        tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
+    called = raw.parse()
+    assert called.choices[0].finish_reason == "tool_calls"
+    (call,) = called.choices[0].message.tool_calls
+    assert call.type == "function" and call.function.name == "get_weather" and call.id
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER)
+    charged_as_its_usage_says(sdk, raw.headers["X-Task-Id"], called.usage)
+
+    answer = {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 degrees"}
+    raw = sdk.chat.completions.with_raw_response.create(
+        model=model, messages=[ASK, called.choices[0].message, answer], tools=TOOLS
+    )
+    final = raw.parse()
+    assert final.choices[0].message.content == "Tool said: sunny, 21 degrees"
+    assert final.choices[0].finish_reason == "stop" and not final.choices[0].message.tool_calls
+    charged_as_its_usage_says(sdk, raw.headers["X-Task-Id"], final.usage)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_streamed_tool_call_deltas_add_up_to_the_call(sdk, model):
+    raw = sdk.chat.completions.with_raw_response.create(
+        model=model,
+        messages=[ASK],
+        tools=TOOLS,
+        tool_choice="required",
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(raw.parse())
+    deltas = [d for c in chunks for choice in c.choices for d in choice.delta.tool_calls or []]
+    assert deltas[0].id and deltas[0].function.name == "get_weather"
+    assert {delta.index for delta in deltas} == {0}
+    arguments = "".join(delta.function.arguments or "" for delta in deltas)
+    jsonschema.validate(json.loads(arguments), WEATHER)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "tool_calls"
+    ]
+    charged_as_its_usage_says(sdk, raw.headers["X-Task-Id"], chunks[-1].usage)
+
+    # The SDK's own stream helper assembles the same call.
+    with sdk.chat.completions.stream(
+        model=model, messages=[ASK], tools=TOOLS, tool_choice="required"
+    ) as stream:
+        final = stream.get_final_completion()
+    (call,) = final.choices[0].message.tool_calls
+    assert call.function.name == "get_weather"
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER)
+
+
+class Forecast(BaseModel):
+    city: str
+    days: int
+    sunny: bool
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_parse_fills_a_pydantic_response_format(sdk, model):
+    raw = sdk.chat.completions.with_raw_response.parse(model=model, messages=[ASK], response_format=Forecast)
+    completion = raw.parse()
+    assert isinstance(completion.choices[0].message.parsed, Forecast)
+    charged_as_its_usage_says(sdk, raw.headers["X-Task-Id"], completion.usage)
+
+
+def test_a_model_without_tools_is_refused_tools_before_any_hold(sdk):
+    price_set(
+        model_name="text-only",
+        input_per_million=Decimal(1),
+        output_per_million=Decimal(1),
+        capabilities=["text"],
+    )
+    with pytest.raises(openai.UnprocessableEntityError) as refused:
+        sdk.chat.completions.create(model="text-only", messages=[ASK], tools=TOOLS)
+    assert (refused.value.body["code"], refused.value.body["param"]) == ("model_rule_violation", "tools")
+    with pytest.raises(openai.UnprocessableEntityError) as refused:
+        sdk.chat.completions.create(
+            model="text-only", messages=[ASK], response_format={"type": "json_object"}
+        )
+    assert refused.value.body["param"] == "response_format"
+    assert not Task.objects.exists()
+
+
+@tool
+def get_weather(city: str) -> str:
+    """The forecast for a city."""
+    return f"sunny in {city}"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_langchain_chat_openai_completes_a_tool_calling_round_trip(stack, sdk, model):
+    chat = ChatOpenAI(model=model, base_url=f"{stack.web_url}/v1", api_key=sdk.api_key, max_retries=0)
+    question = HumanMessage("What is the weather in Oslo?")
+    called = chat.bind_tools([get_weather], tool_choice="get_weather").invoke([question])
+    (call,) = called.tool_calls
+    assert call["name"] == "get_weather" and isinstance(call["args"]["city"], str)
+    result = get_weather.invoke(call)  # LangChain runs the tool: a ToolMessage answering the call
+    final = chat.bind_tools([get_weather]).invoke([question, called, result])
+    assert final.content == f"Tool said: sunny in {call['args']['city']}"
+    assert not final.tool_calls
+    assert Task.objects.filter(dialect="openai", status="completed").count() == 2

@@ -22,6 +22,38 @@ def test_setprice_creates_the_model_and_appends_versions():
     assert model.current_price().version == 2
 
 
+def test_setprice_prices_cache_reads_and_writes_apart():
+    run(
+        "setprice", "claude-x", "--input", "3", "--output", "15",
+        "--cached-input", "0.3", "--cache-write", "3.75", "--cache-write-1h", "6",
+    )  # fmt: skip
+    price = Model.objects.get(name="claude-x").current_price()
+    rates = (price.cached_input_per_million, price.cache_write_per_million, price.cache_write_1h_per_million)
+    assert rates == (Decimal("0.3"), Decimal("3.75"), Decimal("6"))
+    # 1,000,000 input tokens: 400k plain, 100k read, 300k written for 5 minutes, 200k for an hour
+    cost = price.cost(
+        input_tokens=1_000_000,
+        output_tokens=0,
+        cached_input_tokens=100_000,
+        cache_write_tokens=300_000,
+        cache_write_1h_tokens=200_000,
+    )
+    assert (
+        cost
+        == Decimal("0.4") * 3
+        + Decimal("0.1") * Decimal("0.3")
+        + Decimal("0.3") * Decimal("3.75")
+        + Decimal("0.2") * 6
+    )
+    run("setprice", "claude-x", "--input", "3", "--output", "15")
+    assert (
+        Model.objects.get(name="claude-x")
+        .current_price()
+        .cost(input_tokens=10, output_tokens=0, cache_write_tokens=10)
+        == Decimal(30) / 1_000_000
+    )  # no write price: written input is charged as input
+
+
 @pytest.mark.parametrize("args", [["--input", "cheap", "--output", "1"], ["--input", "1", "--output", "-1"]])
 def test_setprice_rejects_bad_amounts(args):
     with pytest.raises(CommandError):

@@ -332,7 +332,17 @@ ROWS = [
         chat(user({"type": "image_url", "image_url": {"url": IMG, "detail": "ultra"}})),
         invalid("messages[0].content[1].image_url.detail"),
     ),
-    case("message-role-tool", chat({"role": "tool", "content": "42"}), invalid("messages[0].role")),
+    # a tool message answers a call of the assistant message before it, by the call's id
+    case(
+        "tool-message-without-call-id",
+        chat({"role": "tool", "content": "42"}),
+        invalid("messages[0].tool_call_id"),
+    ),
+    case(
+        "tool-message-answering-no-call",
+        chat({"role": "user", "content": "Hi"}, {"role": "tool", "tool_call_id": "call_1", "content": "42"}),
+        invalid("messages[1].tool_call_id"),
+    ),
     case("messages-with-system-prompt", chat(system_prompt="Be brief."), invalid("system_prompt")),
     # --- messages --------------------------------------------------------------------------------------
     case("messages-empty", chat(messages=[]), invalid("messages")),

@@ -36,9 +36,9 @@ def listed(api, path: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize("path", ["/v1/configs/llm_generations_models", "/v1/models"])
 def test_lists_exactly_the_servable_models_with_capabilities(api, catalog, path):
     assert listed(api, path) == {
-        "gemini-2.5-pro": ["text", "vision", "video", "audio"],
-        "gpt-4o": ["text", "vision"],
-        "plain": ["text"],
+        "gemini-2.5-pro": ["text", "vision", "video", "audio", "tools", "json_schema", "reasoning"],
+        "gpt-4o": ["text", "vision", "tools", "json_schema"],  # the gpt-4o family does not reason
+        "plain": ["text"],  # its catalog entry says text only: no tools, no structured output, no reasoning
     }
 
 
@@ -51,7 +51,10 @@ def test_openai_format_entries(api, catalog):
 def test_tenant_overrides_hide_disabled_models_and_narrow_capabilities(api, tenant, catalog):
     ModelRuleOverride.objects.create(tenant=tenant, model_pattern="gpt-*", disabled=True)
     ModelRuleOverride.objects.create(tenant=tenant, model_pattern="gemini-*", max_images=0)
-    assert listed(api, "/v1/models") == {"gemini-2.5-pro": ["text", "video", "audio"], "plain": ["text"]}
+    assert listed(api, "/v1/models") == {
+        "gemini-2.5-pro": ["text", "video", "audio", "tools", "json_schema", "reasoning"],
+        "plain": ["text"],
+    }
 
 
 def test_other_tenants_overrides_do_not_apply(api, outsider_key, catalog):

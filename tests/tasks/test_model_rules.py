@@ -14,6 +14,7 @@ def request(**fields) -> dict:
         "max_tokens": None,
         "temperature": None,
         "reasoning": None,
+        "parameters": {},
     } | fields
 
 
@@ -42,9 +43,12 @@ def test_rules_match_by_name_then_family(model, expected_rule):
 
 def test_unknown_models_are_bound_only_by_their_catalog_entry():
     assert rules_for("my-finetune") is DEFAULT_RULES
-    assert default_capabilities("my-finetune") == ["text", "vision"]
-    assert default_capabilities("gemini-2.5-flash") == ["text", "vision", "video", "audio"]
-    assert default_capabilities("deepseek-chat") == ["text"]
+    assert default_capabilities("my-finetune") == ["text", "vision", "tools", "json_schema", "reasoning"]
+    assert default_capabilities("gemini-2.5-flash") == [
+        "text", "vision", "video", "audio", "tools", "json_schema", "reasoning"
+    ]  # fmt: skip
+    assert default_capabilities("deepseek-chat") == ["text", "tools", "json_schema"]
+    assert default_capabilities("gpt-4-vision-preview") == ["text", "vision"]
 
 
 @pytest.mark.parametrize(
@@ -70,6 +74,20 @@ def test_unknown_models_are_bound_only_by_their_catalog_entry():
             "video",
             "does not take video",
         ),
+        (
+            "gpt-4-vision-preview",
+            {"max_tokens": 5, "parameters": {"tools": []}},
+            "tools",
+            "does not take tools",
+        ),
+        (
+            "gpt-4-vision-preview",
+            {"max_tokens": 5, "parameters": {"response_format": {"type": "json_object"}}},
+            "json_schema",
+            "structured output",
+        ),
+        ("claude-sonnet-4", {"parameters": {"seed": 1}}, "seed", "does not take seed"),
+        ("claude-3-5-haiku", {"parameters": {"frequency_penalty": 1}}, "frequency_penalty", "does not take"),
     ],
 )
 def test_a_broken_rule_names_itself_and_its_limit(model, fields, rule, limit_text):
@@ -99,6 +117,9 @@ def test_catalog_capabilities_narrow_the_rules():
     rules = rules_for("gemini-2.5-pro").tightened(capabilities=["text"])
     assert (rules.max_images, rules.video, rules.audio) == (0, False, False)
     assert rules_for("gpt-4o").tightened(capabilities=["text", "vision", "video"]).video is False
+    narrowed = rules_for("gpt-4o-mini").tightened(capabilities=["text"])
+    assert (narrowed.tools, narrowed.json_schema, narrowed.reasoning) == (False, False, "refused")
+    assert rules_for("o3-mini").tightened(capabilities=["text"]).reasoning == "required"  # it always reasons
 
 
 @pytest.mark.django_db

@@ -180,3 +180,34 @@ def test_gemini_urls_without_a_known_extension_get_the_parts_default_type():
     assert sent["contents"][0]["parts"][1] == {
         "fileData": {"mimeType": "video/mp4", "fileUri": "https://youtu.be/abc"}
     }
+
+
+BREAKPOINT = {"type": "ephemeral", "ttl": "1h"}
+CACHED = [
+    {"role": "system", "content": [{"type": "text", "text": "Long rules.", "cache_control": BREAKPOINT}]},
+    {"role": "user", "content": [{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}]},
+]
+CACHED_TOOL = {"type": "function", "function": {"name": "f"}, "cache_control": {"type": "ephemeral"}}
+
+
+def test_anthropic_gets_the_cache_breakpoints_of_system_parts_and_tools():
+    sent = body("anthropic", UpstreamRequest(model="c", messages=CACHED, extra={"tools": [CACHED_TOOL]}))
+    assert sent["system"] == [{"type": "text", "text": "Long rules.", "cache_control": BREAKPOINT}]
+    assert sent["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}]}
+    ]
+    assert sent["tools"][0]["cache_control"] == {"type": "ephemeral"}
+    plain = body(
+        "anthropic", UpstreamRequest(model="c", messages=[SYSTEM, {"role": "user", "content": "Hi"}])
+    )
+    assert plain["system"] == "Be brief."  # no breakpoint: the system prompt stays one string
+
+
+def test_openai_compatible_upstreams_get_no_cache_breakpoints():
+    sent = body("openai", UpstreamRequest(model="m", messages=CACHED, extra={"tools": [CACHED_TOOL]}))
+    assert sent["messages"] == [
+        {"role": "system", "content": [{"type": "text", "text": "Long rules."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+    ]
+    assert sent["tools"] == [{"type": "function", "function": {"name": "f"}}]
+    assert CACHED[0]["content"][0]["cache_control"] == BREAKPOINT  # the task's request is left as it was

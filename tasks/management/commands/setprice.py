@@ -1,8 +1,14 @@
+from decimal import Decimal
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from foxgate.cli import cli_actor, parse_credits
 from tasks.models import Model
 from tasks.services import price_set
+
+
+def optional_credits(value: str | None, flag: str) -> Decimal | None:
+    return parse_credits(value, flag) if value else None
 
 
 class Command(BaseCommand):
@@ -14,6 +20,14 @@ class Command(BaseCommand):
         parser.add_argument("--output", required=True, help="credits per million output tokens")
         parser.add_argument(
             "--cached-input", help="credits per million cached input tokens (default: --input)"
+        )
+        parser.add_argument(
+            "--cache-write",
+            help="credits per million input tokens written to a 5-minute prompt cache (default: --input)",
+        )
+        parser.add_argument(
+            "--cache-write-1h",
+            help="credits per million input tokens written to a 1-hour prompt cache (default: --input)",
         )
         parser.add_argument("--group", default="", help="the tenant group this price is for (default: all)")
         parser.add_argument(
@@ -37,9 +51,9 @@ class Command(BaseCommand):
             model_name=model,
             input_per_million=parse_credits(input, "--input"),
             output_per_million=parse_credits(output, "--output"),
-            cached_input_per_million=(
-                parse_credits(options["cached_input"], "--cached-input") if options["cached_input"] else None
-            ),
+            cached_input_per_million=optional_credits(options["cached_input"], "--cached-input"),
+            cache_write_per_million=optional_credits(options["cache_write"], "--cache-write"),
+            cache_write_1h_per_million=optional_credits(options["cache_write_1h"], "--cache-write-1h"),
             group=group,
             capabilities=wanted,
             actor=cli_actor(),

@@ -1,4 +1,6 @@
-"""Anthropic Messages: system prompt as `system`, images as `image` blocks, reasoning as extended thinking."""
+"""Anthropic Messages: system prompt as `system`, images as `image` blocks, reasoning as extended thinking,
+tools as `tools` and tool calls as `tool_use` / `tool_result` blocks, structured output as
+`output_config.format`."""
 
 import uuid
 from collections.abc import AsyncIterator
@@ -15,6 +17,9 @@ from tasks.relay.providers.base import (
     data_uri_parts,
     error_for_status,
     malformed,
+    text_of,
+    tool_arguments,
+    tool_call,
     usage,
 )
 
@@ -45,10 +50,11 @@ class AnthropicRelay(Relay):
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": max_tokens,
-            "messages": [_message(m) for m in request.messages if m["role"] not in ("system", "developer")],
+            "messages": _messages(request.messages),
         }
         if system:
-            body["system"] = "\n\n".join(_text_of(content) for content in system)
+            body["system"] = _system(system)
+        body |= _tools(request.extra)
         budget = min(MAX_THINKING_BUDGET, max_tokens // 2)
         thinking = bool(request.reasoning) and budget >= MIN_THINKING_BUDGET
         if thinking:
@@ -74,6 +80,11 @@ class AnthropicRelay(Relay):
             model=answer.get("model") or request.model,
             content="".join(b.get("text", "") for b in blocks if b.get("type") == "text"),
             reasoning="".join(b.get("thinking", "") for b in blocks if b.get("type") == "thinking"),
+            tool_calls=[
+                tool_call(b.get("id", ""), b.get("name", ""), b.get("input") or {})
+                for b in blocks
+                if b.get("type") == "tool_use"
+            ],
             finish_reason=FINISH_REASONS.get(answer.get("stop_reason"), "stop"),
             usage=anthropic_usage(answer["usage"], answer["usage"].get("output_tokens", 0)),
             response_id=answer.get("id", ""),
@@ -83,6 +94,7 @@ class AnthropicRelay(Relay):
         chunk_id = f"chatcmpl-{uuid.uuid4().hex}"
         model = request.model
         started: dict[str, Any] = {}
+        calls: dict[int, int] = {}  # content block index -> tool call index
         async with self.post_events(
             self.url, headers=self.headers(), body=self.body(request, stream=True)
         ) as events:
@@ -92,16 +104,10 @@ class AnthropicRelay(Relay):
                     started = data.get("message", {}).get("usage", {})
                     model = data.get("message", {}).get("model") or model
                     yield chunk(chunk_id=chunk_id, model=model, delta={"role": "assistant", "content": ""})
-                elif kind == "content_block_delta":
-                    delta = data.get("delta", {})
-                    if delta.get("type") == "text_delta":
-                        yield chunk(chunk_id=chunk_id, model=model, delta={"content": delta.get("text", "")})
-                    elif delta.get("type") == "thinking_delta":
-                        yield chunk(
-                            chunk_id=chunk_id,
-                            model=model,
-                            delta={"reasoning_content": delta.get("thinking", "")},
-                        )
+                elif kind in ("content_block_start", "content_block_delta"):
+                    delta = _block_delta(kind, data, calls)
+                    if delta is not None:
+                        yield chunk(chunk_id=chunk_id, model=model, delta=delta)
                 elif kind == "message_delta":
                     reason = FINISH_REASONS.get(data.get("delta", {}).get("stop_reason"), "stop")
                     yield chunk(chunk_id=chunk_id, model=model, delta={}, finish_reason=reason)
@@ -109,7 +115,7 @@ class AnthropicRelay(Relay):
                     yield chunk(chunk_id=chunk_id, model=model, usage=anthropic_usage(started, output_tokens))
                 elif kind == "error":
                     raise self._stream_error(data.get("error", {}))
-                # ping, content_block_start/stop and message_stop carry nothing a chunk needs
+                # ping, content_block_stop and message_stop carry nothing a chunk needs
 
     def _stream_error(self, error: dict[str, Any]) -> UpstreamError:
         status = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500}.get(
@@ -128,15 +134,121 @@ def anthropic_usage(start: dict[str, Any], output_tokens: int) -> dict[str, Any]
     """Anthropic counts cached input apart from input; OpenAI's prompt tokens include it."""
     cache_read = start.get("cache_read_input_tokens") or 0
     cache_write = start.get("cache_creation_input_tokens") or 0
+    split = start.get("cache_creation") or {}
     return usage(
         prompt_tokens=(start.get("input_tokens") or 0) + cache_read + cache_write,
         completion_tokens=output_tokens,
         cached_tokens=cache_read,
-    ) | {"cache_creation_input_tokens": cache_write, "cache_read_input_tokens": cache_read}
+    ) | {
+        "cache_creation_input_tokens": cache_write,
+        "cache_read_input_tokens": cache_read,
+        # the writes by the cache's lifetime, priced apart (tasks/relay/settle.py)
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": split.get("ephemeral_5m_input_tokens") or 0,
+            "ephemeral_1h_input_tokens": split.get("ephemeral_1h_input_tokens") or 0,
+        },
+    }
 
 
-def _text_of(content: str | list[dict[str, Any]]) -> str:
-    return content if isinstance(content, str) else "".join(p["text"] for p in content if p["type"] == "text")
+def _system(contents: list[str | list[dict[str, Any]]]) -> str | list[dict[str, Any]]:
+    """The system prompt: one string, or text blocks where a part marks a cache breakpoint."""
+    parts = [part for content in contents if not isinstance(content, str) for part in content]
+    if not any("cache_control" in part for part in parts):
+        return "\n\n".join(text_of(content) for content in contents)
+    blocks = []
+    for content in contents:
+        for part in [{"type": "text", "text": content}] if isinstance(content, str) else content:
+            blocks.append(_cached({"type": "text", "text": part["text"]}, part))
+    return blocks
+
+
+def _cached(block: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
+    """The block with the part's cache breakpoint, if it marks one."""
+    return block | {"cache_control": part["cache_control"]} if "cache_control" in part else block
+
+
+def _block_delta(kind: str, data: dict[str, Any], calls: dict[int, int]) -> dict[str, Any] | None:
+    """A content block's start or delta as a chunk's delta: text, thinking, or a tool call (opened by
+    its block's start, its arguments streamed as input_json_delta); None for what a chunk does not carry.
+    `calls` numbers the tool_use blocks, as OpenAI numbers a stream's tool calls."""
+    index = data.get("index", 0)
+    if kind == "content_block_start":
+        block = data.get("content_block", {})
+        if block.get("type") != "tool_use":
+            return None
+        calls[index] = len(calls)
+        opening = tool_call(block.get("id", ""), block.get("name", ""), "")
+        return {"tool_calls": [{"index": calls[index], **opening}]}
+    delta = data.get("delta", {})
+    if delta.get("type") == "text_delta":
+        return {"content": delta.get("text", "")}
+    if delta.get("type") == "thinking_delta":
+        return {"reasoning_content": delta.get("thinking", "")}
+    if delta.get("type") == "input_json_delta" and index in calls:
+        arguments = {"arguments": delta.get("partial_json", "")}
+        return {"tool_calls": [{"index": calls[index], "function": arguments}]}
+    return None
+
+
+def _tools(parameters: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's tools, tool_choice, parallel_tool_calls and response_format in Anthropic's terms."""
+    body: dict[str, Any] = {}
+    if "tools" in parameters:
+        body["tools"] = [
+            {
+                "name": tool["function"]["name"],
+                **({"description": d} if (d := tool["function"].get("description")) else {}),
+                "input_schema": tool["function"].get("parameters") or {"type": "object", "properties": {}},
+                **({"cache_control": tool["cache_control"]} if "cache_control" in tool else {}),
+            }
+            for tool in parameters["tools"]
+        ]
+    choice = parameters.get("tool_choice")
+    if isinstance(choice, dict):
+        body["tool_choice"] = {"type": "tool", "name": choice["function"]["name"]}
+    elif choice is not None:
+        body["tool_choice"] = {"type": {"auto": "auto", "required": "any", "none": "none"}[choice]}
+    if parameters.get("parallel_tool_calls") is False and body.get("tool_choice", {}).get("type") != "none":
+        body["tool_choice"] = body.get("tool_choice", {"type": "auto"}) | {"disable_parallel_tool_use": True}
+    response_format = parameters.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        schema = response_format["json_schema"].get("schema") or {"type": "object"}
+        body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+    elif response_format.get("type") == "json_object":
+        body["output_config"] = {"format": {"type": "json_schema", "schema": {"type": "object"}}}
+    return body
+
+
+def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation after the system prompt: an assistant's tool calls as its tool_use blocks, the
+    tool messages answering them as one user message of tool_result blocks."""
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        role = message["role"]
+        if role in ("system", "developer"):
+            continue
+        if role == "tool":
+            result = {
+                "type": "tool_result",
+                "tool_use_id": message["tool_call_id"],
+                "content": text_of(message["content"]),
+            }
+            if turns and turns[-1].get("tool_results"):
+                turns[-1]["content"].append(result)
+            else:
+                turns.append({"role": "user", "content": [result], "tool_results": True})
+            continue
+        if message.get("tool_calls"):
+            text = text_of(message["content"])
+            uses = [
+                {"type": "tool_use", "id": c["id"], "name": c["function"]["name"], "input": tool_arguments(c)}
+                for c in message["tool_calls"]
+            ]
+            said = [{"type": "text", "text": text}] if text else []
+            turns.append({"role": "assistant", "content": said + uses})
+            continue
+        turns.append(_message(message))
+    return [{k: v for k, v in turn.items() if k != "tool_results"} for turn in turns]
 
 
 def _message(message: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +259,10 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def _block(part: dict[str, Any]) -> dict[str, Any]:
+    return _cached(_content_block(part), part)
+
+
+def _content_block(part: dict[str, Any]) -> dict[str, Any]:
     if part["type"] == "text":
         return {"type": "text", "text": part["text"]}
     if part["type"] == "image_url":

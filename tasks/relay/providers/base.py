@@ -221,9 +221,14 @@ def completion(
     usage: dict[str, Any],
     reasoning: str = "",
     response_id: str = "",
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """An OpenAI `chat.completion` built from any provider's parts."""
-    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    """An OpenAI `chat.completion` built from any provider's parts. With tool calls and no text, the
+    content is null, as OpenAI sends it."""
+    text = content if content or not tool_calls else None
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
     if reasoning:
         message["reasoning_content"] = reasoning
     return {
@@ -273,6 +278,25 @@ def usage(
         "prompt_tokens_details": {"cached_tokens": cached_tokens},
         "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
     }
+
+
+def tool_call(call_id: str, name: str, arguments: dict[str, Any] | str) -> dict[str, Any]:
+    """An OpenAI tool call: the arguments a JSON object in a string."""
+    if not isinstance(arguments, str):
+        arguments = json.dumps(arguments, separators=(",", ":"))
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def tool_arguments(call: dict[str, Any]) -> dict[str, Any]:
+    """A tool call's arguments as an object (validated as one when the caller sent them)."""
+    return json.loads(call["function"]["arguments"] or "{}")
+
+
+def text_of(content: str | list[dict[str, Any]] | None) -> str:
+    """A message's text: its string, or its text parts joined."""
+    if content is None:
+        return ""
+    return content if isinstance(content, str) else "".join(p["text"] for p in content if p["type"] == "text")
 
 
 def data_uri_parts(url: str) -> tuple[str, str] | None:

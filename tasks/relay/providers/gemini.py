@@ -1,6 +1,9 @@
 """Google Gemini generateContent / streamGenerateContent: contents and parts, inline and file data for
-images, video and audio, systemInstruction, generationConfig with thinkingConfig."""
+images, video and audio, systemInstruction, generationConfig with thinkingConfig; tools as
+functionDeclarations, tool calls as functionCall and functionResponse parts, structured output as a
+JSON response with its schema."""
 
+import json
 import mimetypes
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +19,9 @@ from tasks.relay.providers.base import (
     content_filtered,
     data_uri_parts,
     malformed,
+    text_of,
+    tool_arguments,
+    tool_call,
     usage,
 )
 
@@ -27,6 +33,17 @@ DEFAULT_MIME = {
     "file_url": "application/pdf",
 }
 DYNAMIC_THINKING = -1  # let the model choose its thinking budget
+TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+# Gemini 3 wants a function call's thoughtSignature back with the call; OpenAI clients send back only
+# the call's id, so the signature rides in the id, after this separator.
+SIGNATURE_SEPARATOR = "__ts__"
+# OpenAI's chat parameter -> its generationConfig name
+GENERATION_PARAMETERS = {
+    "top_p": "topP",
+    "frequency_penalty": "frequencyPenalty",
+    "presence_penalty": "presencePenalty",
+    "seed": "seed",
+}
 
 
 class GeminiRelay(Relay):
@@ -39,13 +56,7 @@ class GeminiRelay(Relay):
 
     def body(self, request: UpstreamRequest) -> dict[str, Any]:
         system = [m for m in request.messages if m["role"] in ("system", "developer")]
-        body: dict[str, Any] = {
-            "contents": [
-                {"role": "model" if m["role"] == "assistant" else "user", "parts": _parts(m["content"])}
-                for m in request.messages
-                if m["role"] not in ("system", "developer")
-            ]
-        }
+        body: dict[str, Any] = {"contents": _contents(request.messages)}
         if system:
             body["systemInstruction"] = {"parts": [p for m in system for p in _parts(m["content"])]}
         config: dict[str, Any] = {}
@@ -53,18 +64,24 @@ class GeminiRelay(Relay):
             config["maxOutputTokens"] = request.max_tokens
         if request.temperature is not None:
             config["temperature"] = request.temperature
-        if "top_p" in request.extra:
-            config["topP"] = request.extra["top_p"]
-        if "stop" in request.extra:
-            stop = request.extra["stop"]
+        parameters = request.extra
+        config |= {GENERATION_PARAMETERS[k]: v for k, v in parameters.items() if k in GENERATION_PARAMETERS}
+        if "stop" in parameters:
+            stop = parameters["stop"]
             config["stopSequences"] = [stop] if isinstance(stop, str) else stop
         if request.reasoning is True:
             config["thinkingConfig"] = {"thinkingBudget": DYNAMIC_THINKING, "includeThoughts": True}
         elif request.reasoning is False:
             config["thinkingConfig"] = {"thinkingBudget": 0}
+        response_format = parameters.get("response_format") or {}
+        if response_format.get("type") in ("json_object", "json_schema"):
+            config["responseMimeType"] = "application/json"
+            schema = (response_format.get("json_schema") or {}).get("schema")
+            if schema:
+                config["responseJsonSchema"] = schema
         if config:
             body["generationConfig"] = config
-        return body
+        return body | _tools(parameters)
 
     async def complete(self, request: UpstreamRequest) -> dict[str, Any]:
         answer = await self.post_json(
@@ -72,11 +89,13 @@ class GeminiRelay(Relay):
         )
         candidate = _candidate(answer)
         parts = candidate.get("content", {}).get("parts", [])
+        calls = [_tool_call(part) for part in parts if "functionCall" in part]
         return completion(
             model=answer.get("modelVersion") or request.model,
             content="".join(p.get("text", "") for p in parts if not p.get("thought")),
             reasoning="".join(p.get("text", "") for p in parts if p.get("thought")),
-            finish_reason=FINISH_REASONS.get(candidate.get("finishReason"), "stop"),
+            tool_calls=calls,
+            finish_reason=_finish_reason(candidate.get("finishReason"), calls=bool(calls)) or "stop",
             usage=_usage(answer.get("usageMetadata", {})),
             response_id=answer.get("responseId", ""),
         )
@@ -86,6 +105,7 @@ class GeminiRelay(Relay):
         model = request.model
         metadata: dict[str, Any] = {}
         url = self.url(request.model, stream=True)
+        calls = 0
         async with self.post_events(url, headers=self.headers(), body=self.body(request)) as events:
             first = True
             async for _, answer in events:
@@ -93,12 +113,18 @@ class GeminiRelay(Relay):
                 model = answer.get("modelVersion") or model
                 metadata = answer.get("usageMetadata") or metadata
                 for part in candidate.get("content", {}).get("parts", []):
-                    key = "reasoning_content" if part.get("thought") else "content"
-                    delta = {key: part.get("text", "")} | ({"role": "assistant"} if first else {})
+                    if "functionCall" in part:
+                        # Gemini sends a call whole, in one part: one delta with all its arguments
+                        delta: dict[str, Any] = {"tool_calls": [{"index": calls, **_tool_call(part)}]}
+                        calls += 1
+                    else:
+                        key = "reasoning_content" if part.get("thought") else "content"
+                        delta = {key: part.get("text", "")}
+                    delta |= {"role": "assistant"} if first else {}
                     first = False
                     yield chunk(chunk_id=chunk_id, model=model, delta=delta)
-                if candidate.get("finishReason"):
-                    reason = FINISH_REASONS.get(candidate["finishReason"], "content_filter")
+                reason = _finish_reason(candidate.get("finishReason"), calls=calls > 0)
+                if reason:
                     yield chunk(chunk_id=chunk_id, model=model, delta={}, finish_reason=reason)
         yield chunk(chunk_id=chunk_id, model=model, usage=_usage(metadata))
 
@@ -140,6 +166,84 @@ def _usage(metadata: dict[str, Any]) -> dict[str, Any]:
         cached_tokens=metadata.get("cachedContentTokenCount") or 0,
         reasoning_tokens=thoughts,
     )
+
+
+def _finish_reason(reason: str | None, *, calls: bool) -> str | None:
+    """OpenAI's finish_reason for Gemini's; Gemini ends a turn that calls functions with STOP."""
+    if not reason:
+        return None
+    if calls and reason == "STOP":
+        return "tool_calls"
+    return FINISH_REASONS.get(reason, "content_filter")
+
+
+def _tool_call(part: dict[str, Any]) -> dict[str, Any]:
+    call = part["functionCall"]
+    call_id = call.get("id") or f"call_{uuid.uuid4().hex[:24]}"
+    if part.get("thoughtSignature"):
+        call_id += SIGNATURE_SEPARATOR + part["thoughtSignature"]
+    return tool_call(call_id, call.get("name", ""), call.get("args") or {})
+
+
+def _tools(parameters: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's tools and tool_choice as functionDeclarations and a functionCallingConfig. Gemini has no
+    switch for parallel calls: parallel_tool_calls is a preference it cannot be told."""
+    body: dict[str, Any] = {}
+    if "tools" in parameters:
+        declarations = []
+        for tool in parameters["tools"]:
+            function = tool["function"]
+            declaration = {"name": function["name"]}
+            if function.get("description"):
+                declaration["description"] = function["description"]
+            if function.get("parameters"):
+                declaration["parametersJsonSchema"] = function["parameters"]
+            declarations.append(declaration)
+        body["tools"] = [{"functionDeclarations": declarations}]
+    choice = parameters.get("tool_choice")
+    if isinstance(choice, dict):
+        config = {"mode": "ANY", "allowedFunctionNames": [choice["function"]["name"]]}
+        body["toolConfig"] = {"functionCallingConfig": config}
+    elif choice is not None:
+        body["toolConfig"] = {"functionCallingConfig": {"mode": TOOL_MODES[choice]}}
+    return body
+
+
+def _contents(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation after the system prompt: an assistant's tool calls as functionCall parts, the
+    tool messages answering them as one user turn of functionResponse parts (named by the call they
+    answer, as Gemini matches them)."""
+    contents: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # tool call id -> function name
+    for message in messages:
+        role = message["role"]
+        if role in ("system", "developer"):
+            continue
+        if role == "tool":
+            text = text_of(message["content"])
+            try:
+                response = json.loads(text)
+            except ValueError:
+                response = None
+            if not isinstance(response, dict):
+                response = {"result": text}
+            name = names.get(message["tool_call_id"], "")
+            part = {"functionResponse": {"name": name, "response": response}}
+            if contents and contents[-1].get("answers"):
+                contents[-1]["parts"].append(part)
+            else:
+                contents.append({"role": "user", "parts": [part], "answers": True})
+            continue
+        parts = _parts(message["content"]) if message["content"] else []
+        for call in message.get("tool_calls") or []:
+            names[call["id"]] = call["function"]["name"]
+            part = {"functionCall": {"name": call["function"]["name"], "args": tool_arguments(call)}}
+            _, _, signature = call["id"].partition(SIGNATURE_SEPARATOR)
+            if signature:
+                part["thoughtSignature"] = signature
+            parts.append(part)
+        contents.append({"role": "model" if role == "assistant" else "user", "parts": parts})
+    return [{k: v for k, v in content.items() if k != "answers"} for content in contents]
 
 
 def _parts(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:

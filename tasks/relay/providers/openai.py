@@ -15,7 +15,13 @@ REASONING_EFFORT = "medium"  # what `reasoning: true` asks of models that take r
 
 class OpenAIRelay(Relay):
     def body(self, request: UpstreamRequest, *, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": request.model, "messages": request.messages, **request.extra}
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": without_cache_control(request.messages),
+            **request.extra,
+        }
+        if "tools" in body:
+            body["tools"] = without_cache_control(body["tools"])
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
         if request.temperature is not None:
@@ -45,6 +51,24 @@ class OpenAIRelay(Relay):
                 if "error" in data:
                     raise malformed(self.redact(str(data["error"].get("message", data["error"]))))
                 yield {**data, "object": "chat.completion.chunk", "model": data.get("model") or request.model}
+
+
+def without_cache_control(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages (their content parts) or tools without the cache breakpoints only Anthropic reads:
+    OpenAI-compatible servers cache prompts by themselves, and some refuse a field they do not know."""
+    return [_without_breakpoints(item) for item in items]
+
+
+def _without_breakpoints(item: dict[str, Any]) -> dict[str, Any]:
+    content = item.get("content")
+    if isinstance(content, list) and any("cache_control" in part for part in content):
+        item = {
+            **item,
+            "content": [{k: v for k, v in part.items() if k != "cache_control"} for part in content],
+        }
+    if "cache_control" in item:
+        item = {k: v for k, v in item.items() if k != "cache_control"}
+    return item
 
 
 def chat_completion(answer: dict[str, Any], model: str) -> dict[str, Any]:
