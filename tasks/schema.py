@@ -34,10 +34,22 @@ class AnthropicErrorSchema(serializers.Serializer):
     error = AnthropicErrorDetailSchema()
 
 
+class ToolCallFunctionSchema(serializers.Serializer):
+    name = serializers.CharField()
+    arguments = serializers.CharField(help_text="a JSON object, as a string")
+
+
+class ToolCallSchema(serializers.Serializer):
+    id = serializers.CharField()
+    type = serializers.CharField(help_text="always function")
+    function = ToolCallFunctionSchema()
+
+
 class ChatMessageSchema(serializers.Serializer):
     role = serializers.CharField()
-    content = serializers.CharField(allow_null=True)
+    content = serializers.CharField(allow_null=True, help_text="null when the message only calls tools")
     reasoning_content = serializers.CharField(required=False)
+    tool_calls = ToolCallSchema(many=True, required=False)
 
 
 class ChatChoiceSchema(serializers.Serializer):
