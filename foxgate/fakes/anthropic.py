@@ -16,6 +16,9 @@ forwarded and billed:
   after the first start), ``message_delta`` and ``message_stop``. The knobs ``chunk_count``,
   ``cut_after`` and ``error_after`` count text deltas only (thinking streams one delta a word);
   ``error_after`` ends the stream with an ``error`` event carrying an ``overloaded_error``.
+- Tools and structured output (``output_config.format``) as every fake has them
+  (foxgate/fakes/tools.py): a call is a ``tool_use`` block with ``stop_reason: "tool_use"``, streamed
+  as its block's start and ``input_json_delta`` pieces; a ``tool_result`` block is the result it reads.
 - Prompt caching, simulated per fake instance: a block carrying ``cache_control`` (or the last
   block, for a top-level ``cache_control``) is a breakpoint, and the prompt up to and including it
   is a prefix the fake remembers for the model. ``cache_read_input_tokens`` is the tokens of the

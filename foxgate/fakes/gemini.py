@@ -4,7 +4,9 @@ The default answer is the OpenAI fake's echo of the last user turn (``"Echo: <te
 ``" [images: N]"``), with ``" [video: N]"`` and ``" [audio: N]"`` for the video and audio parts it
 carried, so tests can prove which media reached Gemini. Token counts are deterministic: 4 characters
 of text a token plus a flat price per media part, one word of reply a token, and one word of the
-thought a thinking token.
+thought a thinking token. Tools and structured output are the fakes' shared behaviour
+(foxgate/fakes/tools.py): a call is a ``functionCall`` part (sent whole, in one chunk of a stream,
+with finishReason STOP), a ``functionResponse`` part is the result it reads.
 
 Requests are parsed the way Google's proto-JSON front end does it: camelCase and snake_case field
 names both work, unknown fields and mistyped values are rejected, and ``null`` means unset.

@@ -1,7 +1,11 @@
 """Fake OpenAI provider speaking the real Chat Completions wire format.
 
 The default answer echoes the last user message (``"Echo: <text>"`` plus ``" [images: N]"``) and
-token counts are deterministic, so tests can assert on what the gateway forwarded and billed.
+token counts are deterministic, so tests can assert on what the gateway forwarded and billed. With
+``tools`` or ``response_format`` it calls tools and answers structured output as every fake does
+(foxgate/fakes/tools.py): a call as ``tool_calls`` with ``finish_reason: "tool_calls"``, streamed as
+its opening delta (id and name) and then its arguments a few characters at a time; a call costs a
+token per 4 characters of its arguments.
 
 Standalone: ``python -m foxgate.fakes.openai --port 8900 [--latency 0.2]``.
 """
