@@ -90,8 +90,8 @@ class PriceHistory(TabularInline):
 
 @admin.register(Model)
 class CatalogModelAdmin(PlatformAdmin):
-    list_display = ("name", "capabilities", "max_output_tokens", "enabled", "current_price_text")
-    list_filter = ("enabled",)
+    list_display = ("name", "kind", "capabilities", "max_output_tokens", "enabled", "current_price_text")
+    list_filter = ("enabled", "kind")
     search_fields = ("name",)
     inlines = (PriceHistory,)
 

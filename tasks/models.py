@@ -26,7 +26,17 @@ class Model(models.Model):
         JSON_SCHEMA = "json_schema"
         REASONING = "reasoning"
 
+    class Kind(models.TextChoices):
+        CHAT = "chat"
+        EMBEDDING = "embedding"
+
     name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(
+        max_length=16,
+        choices=Kind.choices,
+        default=Kind.CHAT,
+        help_text="chat models answer generations; embedding models POST /v1/embeddings",
+    )
     capabilities = models.JSONField(
         default=list, help_text="Subset of text, vision, video, audio, tools, json_schema, reasoning."
     )

@@ -75,6 +75,26 @@ class ChatCompletionSchema(serializers.Serializer):
     usage = UsageSchema()
 
 
+class EmbeddingSchema(serializers.Serializer):
+    object = serializers.CharField(help_text="always embedding")
+    index = serializers.IntegerField()
+    embedding = serializers.JSONField(help_text="a list of floats, or base64 of little-endian float32s")
+
+
+class EmbeddingsUsageSchema(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class EmbeddingsSchema(serializers.Serializer):
+    """OpenAI's embeddings list (POST /v1/embeddings)."""
+
+    object = serializers.CharField(help_text="always list")
+    data = EmbeddingSchema(many=True)
+    model = serializers.CharField()
+    usage = EmbeddingsUsageSchema()
+
+
 class TaskStreamSchema(serializers.Serializer):
     url = serializers.CharField()
 
@@ -112,7 +132,7 @@ class ModelEntrySchema(serializers.Serializer):
     owned_by = serializers.CharField()
     capabilities = serializers.ListField(
         child=serializers.ChoiceField(
-            choices=["text", "vision", "video", "audio", "tools", "json_schema", "reasoning"]
+            choices=["text", "vision", "video", "audio", "tools", "json_schema", "reasoning", "embeddings"]
         )
     )
 

@@ -436,9 +436,9 @@ class MessageSerializer(StrictRequestSerializer):
     # An answer's own fields, which clients send back with it (the openai SDK passes the message object):
     # taken in assistant messages and not sent upstream, as they tell the model nothing.
     refusal = StrictCharField(required=False, allow_null=True, allow_blank=True, trim_whitespace=False)
-    annotations = StrictListField(child=serializers.DictField(), required=False, allow_null=True)
-    audio = serializers.DictField(required=False, allow_null=True)
-    function_call = serializers.DictField(required=False, allow_null=True)
+    annotations = serializers.JSONField(required=False, allow_null=True)
+    audio = serializers.JSONField(required=False, allow_null=True)
+    function_call = serializers.JSONField(required=False, allow_null=True)
     reasoning_content = StrictCharField(
         required=False, allow_null=True, allow_blank=True, trim_whitespace=False
     )
@@ -1029,6 +1029,73 @@ class AnthropicMessagesRequestSerializer(StrictRequestSerializer):
         }
 
 
+EMBEDDING_INPUTS_MAX = 2048  # OpenAI's limit on inputs per request
+EMBEDDING_INPUT_MAX = 100_000  # characters of one input
+ENCODING_FORMATS = ("float", "base64")
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "minLength": 1, "maxLength": EMBEDDING_INPUT_MAX, "pattern": "^[^\\u0000]*$"},
+            {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": EMBEDDING_INPUTS_MAX,
+                "items": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": EMBEDDING_INPUT_MAX,
+                    "pattern": "^[^\\u0000]*$",
+                },
+            },
+        ]
+    }
+)
+class EmbeddingInputField(serializers.Field):
+    """A string, or a list of 1 to 2,048 strings, none empty. (OpenAI's token arrays are not taken.)"""
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        texts = [data] if isinstance(data, str) else data
+        if (
+            not isinstance(texts, list)
+            or not 0 < len(texts) <= EMBEDDING_INPUTS_MAX
+            or not all(isinstance(text, str) and 0 < len(text) <= EMBEDDING_INPUT_MAX for text in texts)
+        ):
+            raise serializers.ValidationError(
+                f"must be a non-empty string or a list of 1 to {EMBEDDING_INPUTS_MAX} such strings, "
+                f"each at most {EMBEDDING_INPUT_MAX} characters (token arrays are not taken)"
+            )
+        return [checked_text(text) for text in texts]
+
+
+class EmbeddingsRequestSerializer(StrictRequestSerializer):
+    """POST /v1/embeddings: OpenAI's Embeddings request, a task of the embedding protocol in sync mode.
+    Its inputs are kept as user messages, so the estimate, the admin and retention treat them as any
+    prompt."""
+
+    model = StrictCharField(max_length=200)
+    input = EmbeddingInputField()
+    dimensions = StrictIntegerField(min_value=1, max_value=65_536, required=False)
+    encoding_format = one_of(ENCODING_FORMATS, default="float")
+    user = StrictCharField(max_length=256, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        parameters = {"encoding_format": attrs["encoding_format"]}
+        if "dimensions" in attrs:
+            parameters["dimensions"] = attrs["dimensions"]
+        if "user" in attrs:
+            parameters["user"] = attrs["user"]
+        return {
+            "model": attrs["model"],
+            "messages": [{"role": "user", "content": text} for text in attrs["input"]],
+            "parameters": parameters,
+            "protocol": "embedding",
+            "sync": True,
+            "stream": False,
+        }
+
+
 def only_with_type(attrs: dict[str, Any], kind: str, *, field: str) -> dict[str, Any]:
     """An object whose `field` is required when its type is `kind`, and refused otherwise."""
     if (attrs["type"] == kind) != (field in attrs):
@@ -1059,7 +1126,7 @@ def media_urls(attrs: dict[str, Any]) -> list[tuple[str, str]]:
 def messages_from(validated: dict[str, Any]) -> list[dict[str, Any]]:
     """The OpenAI chat `messages` a validated request stands for: system prompt first."""
     protocol = validated["protocol"]
-    if protocol == "custom":
+    if protocol in ("custom", "embedding"):
         return [dict(message) for message in validated["messages"]]
     messages: list[dict[str, Any]] = []
     if validated.get("system_prompt"):

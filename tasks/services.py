@@ -83,6 +83,14 @@ def task_submit(
             code="model_not_found",
             param="model",
         )
+    embedding = validated["protocol"] == "embedding"
+    if (model.kind == Model.Kind.EMBEDDING) != embedding:
+        where = "POST /v1/embeddings" if model.kind == Model.Kind.EMBEDDING else "a chat endpoint"
+        raise InvalidParam(
+            f"{model.name} is a{'n' if embedding else ''} {model.kind} model: send it to {where}.",
+            code="model_rule_violation",
+            param="model",
+        )
     rules = model_rules(model=model, overrides=overrides)
     request = {
         "messages": messages_from(validated),
@@ -93,13 +101,14 @@ def task_submit(
         "parameters": {k: v for k, v in validated["parameters"].items() if k not in ATTRIBUTION},
         **{k: v for k, v in validated["parameters"].items() if k in ATTRIBUTION},
     }
-    request |= rules_check(model.name, rules, request, protocol=validated["protocol"])
+    if not embedding:  # the chat rules (media, output caps, sampling) say nothing of an embedding
+        request |= rules_check(model.name, rules, request, protocol=validated["protocol"])
     if not price.channel_closed and not channels_available(model):
         raise ServiceUnavailable(f"No channel can serve model {model.name!r} right now.")
 
     input_tokens = estimate_input_tokens(request["messages"], request["parameters"].get("tools"))
     request["output_cap"] = rules.max_output_tokens or model.output_cap
-    worst_case_output = request["max_tokens"] or request["output_cap"]
+    worst_case_output = 0 if embedding else request["max_tokens"] or request["output_cap"]
     task = Task(
         id=task_id or new_task_id(),
         tenant=tenant,
@@ -282,6 +291,7 @@ def price_set(
     cache_write_1h_per_million: Decimal | None = None,
     group: str = "",
     capabilities: list[str] | None = None,
+    kind: str | None = None,
     actor: Actor = SYSTEM,
 ) -> Price:
     """Append a new price version for the model (and tenant group), creating the catalog entry if new.
@@ -292,6 +302,9 @@ def price_set(
         if capabilities is not None:
             model.capabilities = capabilities
             model.save(update_fields=["capabilities"])
+        if kind is not None and kind != model.kind:
+            model.kind = kind
+            model.save(update_fields=["kind"])
         latest = model.prices.filter(group=group).order_by("-version").first()
         price = Price.objects.create(
             model=model,
@@ -315,6 +328,7 @@ def price_set(
             target=f"model {model_name}" + (f" group {group}" if group else ""),
             details={
                 "version": price.version,
+                "kind": model.kind,
                 "input_per_million": str(input_per_million),
                 **{name: None if rate is None else str(rate) for name, rate in optional.items()},
                 "output_per_million": str(output_per_million),
@@ -425,7 +439,7 @@ def channel_remove(*, channel: Channel, actor: Actor = SYSTEM) -> None:
         )
 
 
-MODEL_FIELDS = ("name", "capabilities", "max_output_tokens", "enabled")
+MODEL_FIELDS = ("name", "kind", "capabilities", "max_output_tokens", "enabled")
 
 
 def model_add(*, name: str, actor: Actor = SYSTEM, **settings: Any) -> Model:

@@ -7,6 +7,7 @@ urlpatterns = [
     path("llm/generations", views.GenerationCreateApi.as_view(), name="generation-create"),
     path("chat/completions", views.ChatCompletionCreateApi.as_view(), name="chat-completion-create"),
     path("messages", views.MessageCreateApi.as_view(), name="message-create"),
+    path("embeddings", views.EmbeddingsCreateApi.as_view(), name="embeddings-create"),
     path(
         "llm/generations/<str:task_id>/stream", views.GenerationStreamApi.as_view(), name="generation-stream"
     ),

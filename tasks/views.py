@@ -31,11 +31,12 @@ from tasks.dialects import (
     chat_completion_events,
 )
 from tasks.events import connection_release, listener
-from tasks.models import Task, new_task_id
+from tasks.models import Model, Task, new_task_id
 from tasks.selectors import models_available, task_as_api, task_get, task_wait
 from tasks.serializers import (
     AnthropicMessagesRequestSerializer,
     ChatCompletionRequestSerializer,
+    EmbeddingsRequestSerializer,
     GenerationRequestSerializer,
     StrictRequestSerializer,
 )
@@ -231,6 +232,24 @@ class ChatCompletionCreateApi(GenerationCreateApi):
         return chat_completion_events(task_id, include_usage=self.validated["include_usage"])
 
 
+class EmbeddingsCreateApi(GenerationCreateApi):
+    """POST /v1/embeddings: a task of an embedding model in sync mode, in OpenAI's format."""
+
+    request_serializer = EmbeddingsRequestSerializer
+    dialect = "openai"
+
+    @extend_schema(
+        operation_id="embeddings_create",
+        summary="Create embeddings (OpenAI's Embeddings)",
+        description="OpenAI's request and answer, served by channels of an embedding model and priced per "
+        "input token. Every request is a task, its id in X-Task-Id.",
+        request=EmbeddingsRequestSerializer,
+        responses={(200, "application/json"): schema.EmbeddingsSchema, **errors(402, 422, 429, 502, 504)},
+    )
+    async def post(self, request: Request) -> Response:
+        return await super().post(request)
+
+
 def anthropic_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """The API's error handling, its envelope rewritten as Anthropic's error body."""
     response = api_exception_handler(exc, context)
@@ -370,7 +389,8 @@ class GenerationModelListApi(APIView):
                 "object": "model",
                 "created": int(model.created_at.timestamp()),
                 "owned_by": "foxgate",
-                "capabilities": rules.capabilities,
+                # an embedding model embeds; the chat rules say nothing of it
+                "capabilities": ["embeddings"] if model.kind == Model.Kind.EMBEDDING else rules.capabilities,
             }
             for model, rules in models_available(api_key=request.user)
         ]

@@ -64,6 +64,26 @@ def tenant_client(stack, slug: str, credits: Decimal = Decimal(10), **key_settin
         yield client
 
 
+def embedding_model(stack, name: str = "fake-embedding") -> None:
+    """An embedding model on the stack's OpenAI-compatible fake, at 1 credit per million input tokens."""
+    from tasks.models import Model
+    from tasks.services import channel_add, price_set
+
+    price_set(
+        model_name=name,
+        input_per_million=Decimal(1),
+        output_per_million=Decimal(0),
+        kind=Model.Kind.EMBEDDING,
+    )
+    channel_add(
+        name=f"{name} channel",
+        provider="openai",
+        base_url=f"{stack.fake_url}/v1",
+        api_key="",
+        model_names=[name],
+    )
+
+
 @contextmanager
 def anthropic_and_gemini_channels(
     *, output_per_million: Decimal = Decimal(1)

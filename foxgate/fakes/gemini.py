@@ -29,7 +29,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .openai import DEFAULT_MODEL, STREAM_ERROR_STATUS, content_text, echo, split_reply, truncate_words
+from .openai import (
+    DEFAULT_MODEL,
+    EMBEDDING_DIMENSIONS,
+    STREAM_ERROR_STATUS,
+    content_text,
+    echo,
+    embedding_vector,
+    split_reply,
+    truncate_words,
+)
 from .server import FakeProviderServer, FakeRequestHandler, InvalidRequest, Route, run_cli
 from .tools import Tool, example, pick, structured_reply, tool_result_reply
 
@@ -206,6 +215,25 @@ class FakeGemini(FakeProviderServer):
             exchange.write_chunk(b"]")
         exchange.end_stream()
 
+    def batch_embed_contents(self, exchange: FakeRequestHandler, match: re.Match[str]) -> None:
+        """One deterministic vector per request's text (the OpenAI fake's), ``outputDimensionality``
+        long; like Gemini, no token count."""
+        body = exchange.body
+        requests = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(requests, list) or not requests:
+            raise InvalidRequest("* BatchEmbedContentsRequest.requests: contents is not specified")
+        embeddings = []
+        for index, request in enumerate(requests):
+            parts = (request.get("content") or {}).get("parts") or []
+            text = "".join(part.get("text", "") for part in parts)
+            if not text:
+                raise InvalidRequest(
+                    f"* BatchEmbedContentsRequest.requests[{index}].content: contents is not specified"
+                )
+            dimensions = request.get("outputDimensionality") or EMBEDDING_DIMENSIONS
+            embeddings.append({"values": embedding_vector(text, dimensions)})
+        exchange.send_json(200, {"embeddings": embeddings})
+
     def requested_models(self) -> list[str]:
         """The models named in the paths of the requests received so far, each once, in order."""
         found = (re.search(r"/models/(?P<model>[^/:?]+):", entry["path"]) for entry in self.requests)
@@ -261,6 +289,7 @@ class FakeGemini(FakeProviderServer):
         Route(
             "POST", r"/v1(?:beta)?/models/(?P<model>[^/:]+):streamGenerateContent", stream_generate_content
         ),
+        Route("POST", r"/v1(?:beta)?/models/(?P<model>[^/:]+):batchEmbedContents", batch_embed_contents),
         Route("GET", r"/v1(?:beta)?/models", list_models),
     )
 

@@ -12,9 +12,12 @@ Standalone: ``python -m foxgate.fakes.openai --port 8900 [--latency 0.2]``.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 import re
+import struct
 import sys
 import time
 import uuid
@@ -31,6 +34,7 @@ SYSTEM_FINGERPRINT = "fp_fake0penai"
 IMAGE_TOKENS = 85  # what OpenAI bills for a low-detail image
 STREAM_ERROR_STATUS = 500  # the error an error_after stream ends with
 ARGUMENT_PIECE = 8  # characters of a tool call's arguments per streamed delta
+EMBEDDING_DIMENSIONS = 8  # a vector's length when the request names none
 ROLES = ("system", "developer", "user", "assistant", "tool")
 # video_url is not OpenAI's but vLLM's; gateways put it in the same OpenAI-dialect requests.
 # OpenAI's own part types, plus the URL parts vLLM and OpenRouter take for video, audio and files.
@@ -185,10 +189,45 @@ class FakeOpenAI(FakeProviderServer):
         ]
         exchange.send_json(200, {"object": "list", "data": models})
 
+    def embeddings(self, exchange: FakeRequestHandler, match: re.Match[str]) -> None:
+        """OpenAI's embeddings: a deterministic vector per input (``embedding_vector``), float or base64."""
+        body = exchange.body
+        if not isinstance(body, dict):
+            raise InvalidRequest("We could not parse the JSON body of your request.")
+        _required(body, "model", "", "a string")
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) and i for i in inputs):
+            raise InvalidRequest("'$.input' is invalid. Please check the API reference.", "input")
+        encoding = body.get("encoding_format") or "float"
+        _one_of(encoding, ("float", "base64"), "encoding_format")
+        dimensions = _first_given(body, "dimensions") or EMBEDDING_DIMENSIONS
+        data = []
+        for index, text in enumerate(inputs):
+            vector = embedding_vector(text, dimensions)
+            encoded = (
+                base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode()
+                if encoding == "base64"
+                else vector
+            )
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(math.ceil(len(text) / 4) for text in inputs)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        exchange.send_json(200, {"object": "list", "data": data, "model": body["model"], "usage": usage})
+
     routes = (
         Route("POST", r"/v1/chat/completions", chat_completions),
+        Route("POST", r"/v1/embeddings", embeddings),
         Route("GET", r"/v1/models", list_models),
     )
+
+
+def embedding_vector(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector for ``text``: the same text always embeds the same."""
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [digest[index % len(digest)] / 255 - 0.5 + index / 1e6 for index in range(dimensions)]
+    norm = math.sqrt(sum(value * value for value in raw)) or 1.0
+    return [value / norm for value in raw]
 
 
 def tool_call(body: dict[str, Any]) -> dict[str, Any] | None:

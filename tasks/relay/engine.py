@@ -322,6 +322,7 @@ def upstream_request(task: Task, channel: Channel) -> UpstreamRequest:
         reasoning=request.get("reasoning"),
         default_max_tokens=request.get("output_cap") or settings.DEFAULT_OUTPUT_CAP,
         extra=task.upstream_parameters,
+        embedding=task.protocol == "embedding",
     )
 
 
@@ -332,8 +333,9 @@ def relay_for(channel: Channel, client: httpx.AsyncClient | None = None) -> Rela
 
 
 async def upstream_complete(rt: Runtime, channel: Channel, request: UpstreamRequest) -> CallOutcome:
+    relay = relay_for(channel, rt.client)
     try:
-        completion = await relay_for(channel, rt.client).complete(request)
+        completion = await (relay.embed if request.embedding else relay.complete)(request)
     except UpstreamError as error:
         return CallOutcome(error=error)
     return CallOutcome(completion=completion, usage=completion["usage"])

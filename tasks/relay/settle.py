@@ -53,14 +53,15 @@ def task_charge(task: Task, *, usage: dict | None, delivered_tokens: int = 0) ->
         # Anthropic's prompt cache writes (tasks/relay/providers/anthropic.py), 1-hour ones apart
         written = usage.get("cache_creation_input_tokens") or 0
         written_1h = (usage.get("cache_creation") or {}).get("ephemeral_1h_input_tokens") or 0
+        output_tokens = usage.get("completion_tokens") or 0  # none for embeddings
         cost = task.price.cost(
             input_tokens=usage["prompt_tokens"],
-            output_tokens=usage["completion_tokens"],
+            output_tokens=output_tokens,
             cached_input_tokens=cached,
             cache_write_tokens=written - written_1h,
             cache_write_1h_tokens=written_1h,
         )
-        return cost, "provider_usage", usage["prompt_tokens"] + usage["completion_tokens"]
+        return cost, "provider_usage", usage["prompt_tokens"] + output_tokens
     if delivered_tokens:
         input_tokens = estimate_input_tokens(task.request["messages"], task.upstream_parameters.get("tools"))
         cost = task.price.cost(input_tokens=input_tokens, output_tokens=delivered_tokens)

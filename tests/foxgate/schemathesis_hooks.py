@@ -3,7 +3,8 @@
 A body generated to be valid is made valid where a schema cannot say what valid is; a body generated to
 be invalid keeps whatever schemathesis made:
 - the model catalog lives in the database: a schema-valid request naming a model that does not exist is
-  rightly refused (422 model_not_found), so the body names the model the test set up;
+  rightly refused (422 model_not_found), so the body names the model the test set up (its embedding
+  model for embeddings);
 - a tool call's id must be answered by a tool message, a named tool_choice must name a tool, a tool's
   parameters must be a valid JSON Schema: rules across values, so generated conversations lose their
   tool exchanges, tools get distinct names and an open parameters schema, and tool_choice names the first;
@@ -16,6 +17,7 @@ import schemathesis
 from schemathesis.core.parameters import ParameterLocation
 
 MODEL = "fake-model"
+EMBEDDING_MODEL = "fake-embedding"  # tests/helpers.py embedding_model
 OPEN_SCHEMA = {"type": "object"}
 
 
@@ -23,15 +25,16 @@ OPEN_SCHEMA = {"type": "object"}
 def map_case(context: Any, case: Any) -> Any:
     body = case.body
     if (
-        case.operation.path.endswith(("/llm/generations", "/chat/completions", "/messages"))
+        case.operation.path.endswith(("/llm/generations", "/chat/completions", "/messages", "/embeddings"))
         and isinstance(body, dict)
         and isinstance(body.get("model"), str)
         and not case.meta.is_negative_at(ParameterLocation.BODY)
     ):
-        body["model"] = MODEL
-        if case.operation.path.endswith("/messages"):
+        path = case.operation.path
+        body["model"] = EMBEDDING_MODEL if path.endswith("/embeddings") else MODEL
+        if path.endswith("/messages"):
             _anthropic_tools_made_consistent(body)
-        else:
+        elif not path.endswith("/embeddings"):
             _openai_tools_made_consistent(body)
     return case
 

@@ -12,6 +12,7 @@ from django.conf import settings
 from tasks.models import Task
 from tenants.models import Tenant
 from tenants.services import credits_topup
+from tests.helpers import embedding_model
 
 pytestmark = pytest.mark.e2e
 
@@ -24,6 +25,7 @@ def test_schemathesis_finds_no_failure_against_the_running_api(stack, stack_api,
     # Enough credits that no generated max_tokens runs the tenant dry (402 is a refusal the schema
     # cannot predict).
     credits_topup(tenant=Tenant.objects.get(slug="e2e"), amount=Decimal(10**9))
+    embedding_model(stack)
     schemathesis = Path(sys.executable).with_name("st")
     run = subprocess.run(
         [

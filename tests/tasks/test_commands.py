@@ -54,6 +54,17 @@ def test_setprice_prices_cache_reads_and_writes_apart():
     )  # no write price: written input is charged as input
 
 
+def test_setprice_of_an_embedding_model_needs_no_output_price():
+    with pytest.raises(CommandError, match="--output is required"):
+        run("setprice", "gpt-x", "--input", "1")
+    run("setprice", "text-embedding-3-small", "--input", "0.02", "--kind", "embedding")
+    model = Model.objects.get(name="text-embedding-3-small")
+    assert model.kind == Model.Kind.EMBEDDING
+    assert model.current_price().output_per_million == 0
+    run("setprice", "text-embedding-3-small", "--input", "0.03")  # stays an embedding model
+    assert Model.objects.get(name="text-embedding-3-small").kind == Model.Kind.EMBEDDING
+
+
 @pytest.mark.parametrize("args", [["--input", "cheap", "--output", "1"], ["--input", "1", "--output", "-1"]])
 def test_setprice_rejects_bad_amounts(args):
     with pytest.raises(CommandError):

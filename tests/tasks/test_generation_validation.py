@@ -171,7 +171,7 @@ ROWS = [
     # --- routing: paths and methods that do not exist still get the envelope ---------------------------
     case("route-typo", text(), NO_ROUTE, path="/v1/llm/generation"),
     case("route-trailing-slash", text(), NO_ROUTE, path="/v1/llm/generations/"),
-    case("route-embeddings-path", text(), NO_ROUTE, path="/v1/embeddings"),
+    case("route-responses-path", text(), NO_ROUTE, path="/v1/responses"),  # OpenAI's Responses: not served
     case("method-get", Call(), NO_METHOD, method="GET"),
     case("method-put", text(), NO_METHOD, method="PUT"),
     case("method-delete", Call(), NO_METHOD, method="DELETE"),

@@ -8,6 +8,7 @@ PUBLIC = {
     ("post", "/v1/llm/generations"),
     ("post", "/v1/chat/completions"),
     ("post", "/v1/messages"),
+    ("post", "/v1/embeddings"),
     ("get", "/v1/tasks/{task_id}"),
     ("get", "/v1/llm/generations/{task_id}/stream"),
     ("get", "/v1/configs/llm_generations_models"),

@@ -199,7 +199,13 @@ def test_catalog_override_and_membership_edits_in_the_admin_are_audited(tenant):
     model = Model.objects.create(name="gpt-4o", capabilities=["text"])
     client.post(
         f"/admin/tasks/model/{model.pk}/change/",
-        {"name": "gpt-4o", "capabilities": '["text", "vision"]', "max_output_tokens": "4096", "enabled": "on"}
+        {
+            "name": "gpt-4o",
+            "kind": "chat",
+            "capabilities": '["text", "vision"]',
+            "max_output_tokens": "4096",
+            "enabled": "on",
+        }
         | {"prices-TOTAL_FORMS": "0", "prices-INITIAL_FORMS": "0"}
         | CREATED,
     )

@@ -17,7 +17,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("model")
         parser.add_argument("--input", required=True, help="credits per million input tokens")
-        parser.add_argument("--output", required=True, help="credits per million output tokens")
+        parser.add_argument(
+            "--output",
+            help="credits per million output tokens (required for chat models; embeddings have none)",
+        )
+        parser.add_argument(
+            "--kind",
+            choices=Model.Kind.values,
+            help="chat (generations, chat completions, messages) or embedding (POST /v1/embeddings); "
+            "default: what the model is, chat for a new one",
+        )
         parser.add_argument(
             "--cached-input", help="credits per million cached input tokens (default: --input)"
         )
@@ -37,8 +46,19 @@ class Command(BaseCommand):
         )
 
     def handle(
-        self, *args, model: str, input: str, output: str, capabilities: str | None, group: str, **options
+        self,
+        *args,
+        model: str,
+        input: str,
+        output: str | None,
+        capabilities: str | None,
+        group: str,
+        kind: str | None,
+        **options,
     ) -> None:
+        existing = Model.objects.filter(name=model).values_list("kind", flat=True).first()
+        if output is None and (kind or existing or Model.Kind.CHAT) == Model.Kind.CHAT:
+            raise CommandError("--output is required for a chat model")
         wanted = None
         if capabilities is not None:
             wanted = [c.strip() for c in capabilities.split(",") if c.strip()]
@@ -50,12 +70,13 @@ class Command(BaseCommand):
         price = price_set(
             model_name=model,
             input_per_million=parse_credits(input, "--input"),
-            output_per_million=parse_credits(output, "--output"),
+            output_per_million=parse_credits(output, "--output") if output is not None else Decimal(0),
             cached_input_per_million=optional_credits(options["cached_input"], "--cached-input"),
             cache_write_per_million=optional_credits(options["cache_write"], "--cache-write"),
             cache_write_1h_per_million=optional_credits(options["cache_write_1h"], "--cache-write-1h"),
             group=group,
             capabilities=wanted,
+            kind=kind,
             actor=cli_actor(),
         )
         self.stdout.write(

@@ -6,8 +6,10 @@ or raises `UpstreamError` saying whether another attempt may succeed.
 """
 
 import asyncio
+import base64
 import json
 import re
+import struct
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -38,7 +40,8 @@ class UpstreamRequest:
     temperature: float | None = None
     reasoning: bool | None = None
     default_max_tokens: int = 4096  # for APIs that require max_tokens when the caller gave none
-    extra: dict[str, Any] = field(default_factory=dict)  # pass-through parameters: top_p, stop
+    extra: dict[str, Any] = field(default_factory=dict)  # the OpenAI chat parameters: top_p, stop, tools...
+    embedding: bool = False  # embed each user message's text rather than answer the conversation
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,14 @@ class Relay(ABC):
     @abstractmethod
     def stream(self, request: UpstreamRequest) -> AsyncIterator[dict[str, Any]]:
         """One streaming upstream call, yielding `chat.completion.chunk` dicts; the last carries usage."""
+
+    async def embed(self, request: UpstreamRequest) -> dict[str, Any]:
+        """One embeddings call for the request's inputs, returning OpenAI's embeddings list."""
+        raise UpstreamError(
+            f"{type(self).__name__.removesuffix('Relay')} channels do not serve embeddings",
+            code="upstream_rejected",
+            retryable=True,  # another channel of the model may
+        )
 
     def redact(self, text: str) -> str:
         """Text safe to store and show: the channel's key, and anything shaped like a key, masked."""
@@ -278,6 +289,25 @@ def usage(
         "prompt_tokens_details": {"cached_tokens": cached_tokens},
         "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
     }
+
+
+def embeddings(
+    model: str, vectors: list[list[float]], *, prompt_tokens: int, encoding_format: str
+) -> dict[str, Any]:
+    """OpenAI's embeddings list built from any provider's vectors, base64 (little-endian float32) when
+    asked for, as OpenAI encodes them."""
+    data = [
+        {
+            "object": "embedding",
+            "index": index,
+            "embedding": base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            if encoding_format == "base64"
+            else vector,
+        }
+        for index, vector in enumerate(vectors)
+    ]
+    usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
+    return {"object": "list", "data": data, "model": model, "usage": usage}
 
 
 def tool_call(call_id: str, name: str, arguments: dict[str, Any] | str) -> dict[str, Any]:

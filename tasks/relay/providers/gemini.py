@@ -4,6 +4,7 @@ functionDeclarations, tool calls as functionCall and functionResponse parts, str
 JSON response with its schema."""
 
 import json
+import math
 import mimetypes
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from tasks.relay.providers.base import (
     completion,
     content_filtered,
     data_uri_parts,
+    embeddings,
     malformed,
     text_of,
     tool_arguments,
@@ -33,6 +35,7 @@ DEFAULT_MIME = {
     "file_url": "application/pdf",
 }
 DYNAMIC_THINKING = -1  # let the model choose its thinking budget
+CHARS_PER_TOKEN = 4
 TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 # Gemini 3 wants a function call's thoughtSignature back with the call; OpenAI clients send back only
 # the call's id, so the signature rides in the id, after this separator.
@@ -127,6 +130,28 @@ class GeminiRelay(Relay):
                 if reason:
                     yield chunk(chunk_id=chunk_id, model=model, delta={}, finish_reason=reason)
         yield chunk(chunk_id=chunk_id, model=model, usage=_usage(metadata))
+
+    async def embed(self, request: UpstreamRequest) -> dict[str, Any]:
+        """batchEmbedContents, one request per input. Gemini reports no token count for embeddings: the
+        input is counted as the fakes and the estimate count text, 4 characters a token."""
+        texts = [m["content"] for m in request.messages]
+        model = f"models/{request.model}"
+        requests = [
+            {"model": model, "content": {"parts": [{"text": text}]}}
+            | ({"outputDimensionality": request.extra["dimensions"]} if "dimensions" in request.extra else {})
+            for text in texts
+        ]
+        url = f"{self.upstream.base_url.rstrip('/')}/v1beta/{model}:batchEmbedContents"
+        answer = await self.post_json(url, headers=self.headers(), body={"requests": requests})
+        vectors = [item.get("values") for item in answer.get("embeddings") or []]
+        if len(vectors) != len(texts) or not all(isinstance(v, list) for v in vectors):
+            raise malformed("not one embedding per input")
+        return embeddings(
+            request.model,
+            vectors,
+            prompt_tokens=sum(math.ceil(len(text) / CHARS_PER_TOKEN) for text in texts),
+            encoding_format=request.extra.get("encoding_format", "float"),
+        )
 
     def refused_credentials(self, response: httpx.Response) -> bool:
         # Gemini answers a wrong key with 400 INVALID_ARGUMENT and the reason API_KEY_INVALID.

@@ -43,6 +43,22 @@ class OpenAIRelay(Relay):
         answer = await self.post_json(self.url, headers=self.headers(), body=self.body(request, stream=False))
         return chat_completion(answer, request.model)
 
+    async def embed(self, request: UpstreamRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "input": [m["content"] for m in request.messages],
+            "encoding_format": request.extra.get("encoding_format", "float"),
+        }
+        if "dimensions" in request.extra:
+            body["dimensions"] = request.extra["dimensions"]
+        url = f"{self.upstream.base_url.rstrip('/')}/embeddings"
+        answer = await self.post_json(url, headers=self.headers(), body=body)
+        if not isinstance(answer.get("data"), list) or "usage" not in answer:
+            raise malformed("no embeddings or usage")
+        prompt_tokens = int(answer["usage"].get("prompt_tokens") or 0)
+        usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
+        return {**answer, "object": "list", "model": answer.get("model") or request.model, "usage": usage}
+
     async def stream(self, request: UpstreamRequest) -> AsyncIterator[dict[str, Any]]:
         async with self.post_events(
             self.url, headers=self.headers(), body=self.body(request, stream=True)
