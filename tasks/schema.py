@@ -392,16 +392,15 @@ class ResponseFormatSchemaExtension(RequestSchemaExtension):
 
     def request_rules(self, schema: dict[str, Any]) -> None:
         schema["additionalProperties"] = False
-        schema["anyOf"] = [  # json_schema with type json_schema, and only with it
-            {
-                "properties": {"type": {"type": "string", "pattern": "^json_schema$"}},
-                "required": ["json_schema"],
-            },
-            {
-                "properties": {"type": {"type": "string", "pattern": "^(text|json_object)$"}},
-                **_none_of("json_schema"),
-            },
-        ]
+        schema["anyOf"] = _only_with_type("json_schema", ("text", "json_object"), field="json_schema")
+
+
+def _only_with_type(kind: str, others: tuple[str, ...], *, field: str) -> list[dict[str, Any]]:
+    """An object whose `field` comes with type `kind` and only with it (serializers.only_with_type)."""
+    return [
+        {"properties": {"type": {"type": "string", "pattern": f"^{kind}$"}}, "required": [field]},
+        {"properties": {"type": {"type": "string", "pattern": f"^({'|'.join(others)})$"}}, **_none_of(field)},
+    ]
 
 
 def _absent_or_null(name: str, kind: str) -> list[dict[str, Any]]:
@@ -627,10 +626,7 @@ class AnthropicToolChoiceSchemaExtension(RequestSchemaExtension):
 
     def request_rules(self, schema: dict[str, Any]) -> None:
         schema["additionalProperties"] = False
-        schema["anyOf"] = [  # a name with type tool, and only with it
-            {"properties": {"type": {"type": "string", "pattern": "^tool$"}}, "required": ["name"]},
-            {"properties": {"type": {"type": "string", "pattern": "^(auto|any|none)$"}}, **_none_of("name")},
-        ]
+        schema["anyOf"] = _only_with_type("tool", ("auto", "any", "none"), field="name")
 
 
 ANTHROPIC_MESSAGE_SCHEMA: dict[str, Any] = {

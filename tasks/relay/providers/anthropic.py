@@ -223,6 +223,7 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The conversation after the system prompt: an assistant's tool calls as its tool_use blocks, the
     tool messages answering them as one user message of tool_result blocks."""
     turns: list[dict[str, Any]] = []
+    answering = False  # the last turn is the tool results answering the calls before it
     for message in messages:
         role = message["role"]
         if role in ("system", "developer"):
@@ -233,11 +234,13 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "tool_use_id": message["tool_call_id"],
                 "content": text_of(message["content"]),
             }
-            if turns and turns[-1].get("tool_results"):
+            if answering:
                 turns[-1]["content"].append(result)
             else:
-                turns.append({"role": "user", "content": [result], "tool_results": True})
+                turns.append({"role": "user", "content": [result]})
+            answering = True
             continue
+        answering = False
         if message.get("tool_calls"):
             text = text_of(message["content"])
             uses = [
@@ -248,7 +251,7 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             turns.append({"role": "assistant", "content": said + uses})
             continue
         turns.append(_message(message))
-    return [{k: v for k, v in turn.items() if k != "tool_results"} for turn in turns]
+    return turns
 
 
 def _message(message: dict[str, Any]) -> dict[str, Any]:

@@ -240,6 +240,7 @@ def _contents(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     answer, as Gemini matches them)."""
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool call id -> function name
+    answering = False  # the last content is the function responses answering the calls before it
     for message in messages:
         role = message["role"]
         if role in ("system", "developer"):
@@ -254,11 +255,13 @@ def _contents(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 response = {"result": text}
             name = names.get(message["tool_call_id"], "")
             part = {"functionResponse": {"name": name, "response": response}}
-            if contents and contents[-1].get("answers"):
+            if answering:
                 contents[-1]["parts"].append(part)
             else:
-                contents.append({"role": "user", "parts": [part], "answers": True})
+                contents.append({"role": "user", "parts": [part]})
+            answering = True
             continue
+        answering = False
         parts = _parts(message["content"]) if message["content"] else []
         for call in message.get("tool_calls") or []:
             names[call["id"]] = call["function"]["name"]
@@ -268,7 +271,7 @@ def _contents(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 part["thoughtSignature"] = signature
             parts.append(part)
         contents.append({"role": "model" if role == "assistant" else "user", "parts": parts})
-    return [{k: v for k, v in content.items() if k != "answers"} for content in contents]
+    return contents
 
 
 def _parts(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
