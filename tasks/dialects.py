@@ -82,10 +82,12 @@ def anthropic_usage(usage: dict[str, Any]) -> dict[str, Any]:
 
 
 def anthropic_message(completion: dict[str, Any], *, task_id: str, model: str) -> dict[str, Any]:
-    """A task's ChatCompletion as Anthropic's Message: its text, then a tool_use block per tool call."""
+    """A task's ChatCompletion as Anthropic's Message: its thinking, its text, then a tool_use block per
+    tool call."""
     choice = completion["choices"][0]
     text = choice["message"].get("content") or ""
-    content = [{"type": "text", "text": text}] if text else []
+    content = _thinking(choice["message"])
+    content += [{"type": "text", "text": text}] if text else []
     content += [
         {"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": _input(call)}
         for call in choice["message"].get("tool_calls") or []
@@ -100,6 +102,16 @@ def anthropic_message(completion: dict[str, Any], *, task_id: str, model: str) -
         "stop_sequence": None,
         "usage": anthropic_usage(completion.get("usage") or {}),
     }
+
+
+def _thinking(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """An answer's thinking blocks: Claude's as it signed them; another provider's reasoning as one
+    unsigned block (which goes back to that provider as nothing, and to Claude not at all)."""
+    if message.get("thinking_blocks"):
+        return list(message["thinking_blocks"])
+    if message.get("reasoning_content"):
+        return [{"type": "thinking", "thinking": message["reasoning_content"], "signature": ""}]
+    return []
 
 
 def _input(call: dict[str, Any]) -> dict[str, Any]:
@@ -121,11 +133,12 @@ def _event(name: str, data: dict[str, Any]) -> str:
 
 class _Blocks:
     """The content blocks of an Anthropic stream, opened and closed as a chunk's deltas change kind: a
-    text block for text, a tool_use block for each tool call, its arguments as input_json_delta."""
+    thinking block for reasoning (thinking_delta events, closed by its signature_delta), a text block for
+    text, a tool_use block for each tool call, its arguments as input_json_delta."""
 
     def __init__(self) -> None:
         self.count = 0
-        self.open: tuple[str, int] | None = None  # ("text", -1) or ("tool", call index)
+        self.open: tuple[str, int] | None = None  # ("thinking" or "text", -1) or ("tool", call index)
 
     def close(self) -> Iterator[str]:
         if self.open is not None:
@@ -139,6 +152,7 @@ class _Blocks:
         self.count += 1
 
     def delta(self, delta: dict[str, Any]) -> Iterator[str]:
+        yield from self.thinking(delta)
         if delta.get("content"):
             if self.open != ("text", -1):
                 yield from self.start(("text", -1), {"type": "text", "text": ""})
@@ -155,10 +169,26 @@ class _Blocks:
                 partial = {"type": "input_json_delta", "partial_json": arguments}
                 yield _event("content_block_delta", {"index": self.count - 1, "delta": partial})
 
+    def thinking(self, delta: dict[str, Any]) -> Iterator[str]:
+        if delta.get("reasoning_content"):
+            if self.open != ("thinking", -1):
+                yield from self.start(("thinking", -1), {"type": "thinking", "thinking": "", "signature": ""})
+            thought = {"type": "thinking_delta", "thinking": delta["reasoning_content"]}
+            yield _event("content_block_delta", {"index": self.count - 1, "delta": thought})
+        for block in delta.get("thinking_blocks") or []:
+            if block["type"] == "redacted_thinking":
+                yield from self.start(("redacted", -1), block)
+                yield from self.close()
+            elif self.open == ("thinking", -1):
+                signature = {"type": "signature_delta", "signature": block.get("signature", "")}
+                yield _event("content_block_delta", {"index": self.count - 1, "delta": signature})
+                yield from self.close()
+
 
 async def anthropic_message_events(task_id: str, *, model: str) -> AsyncIterator[str]:
-    """The task's stream as Anthropic streams a Message: message_start, its content blocks (a text block
-    of text_delta events, a tool_use block of input_json_delta events per tool call), message_delta with
+    """The task's stream as Anthropic streams a Message: message_start, its content blocks (thinking blocks
+    of thinking_delta events, a text block of text_delta events, a tool_use block of input_json_delta
+    events per tool call), message_delta with
     the stop reason and the usage, message_stop; a failure is an `error` event instead of the closing
     ones."""
     start = anthropic_message({"choices": [{"message": {}}], "usage": {}}, task_id=task_id, model=model)

@@ -174,6 +174,26 @@ class CreditsSchema(serializers.Serializer):
 _MEDIA_FIELDS = ("image_urls", "video_urls", "audio_url", "messages")
 _CUSTOM_ONLY_FIELDS = tuple(name for name in CHAT_PARAMETERS if name not in ATTRIBUTION)
 NO_NUL = "^[^\\u0000]*$"  # PostgreSQL cannot store NUL: the API refuses it in any string
+_TEXT = {"type": "string", "pattern": NO_NUL}
+THINKING_BLOCK = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "pattern": "^thinking$"},
+        "thinking": _TEXT,
+        "signature": _TEXT,
+    },
+    "required": ["type", "thinking", "signature"],
+    "additionalProperties": False,
+}
+REDACTED_THINKING_BLOCK = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "pattern": "^redacted_thinking$"},
+        "data": {**_TEXT, "minLength": 1},
+    },
+    "required": ["type", "data"],
+    "additionalProperties": False,
+}
 _HOST = r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?"
 _PATH = r"[A-Za-z0-9._~%!$&'()*+,;=:@/-]*"
 _VIDEO_PATH = r"/[A-Za-z0-9._~%/-]*\.(mp4|mpeg|mpg|mov|webm)"
@@ -351,7 +371,7 @@ class MessageSchemaExtension(RequestSchemaExtension):
             {
                 "properties": {"role": {"type": "string", "pattern": "^user$"}},
                 "required": ["content"],
-                **_none_of("tool_calls", "tool_call_id", *ANSWER_FIELDS),
+                **_none_of("tool_calls", "tool_call_id", "thinking_blocks", *ANSWER_FIELDS),
             },
             {
                 "properties": {
@@ -359,7 +379,7 @@ class MessageSchemaExtension(RequestSchemaExtension):
                     "content": text_only,
                 },
                 "required": ["content"],
-                **_none_of("tool_calls", "tool_call_id", *ANSWER_FIELDS),
+                **_none_of("tool_calls", "tool_call_id", "thinking_blocks", *ANSWER_FIELDS),
             },
             {  # content, or none beside the tool calls it makes
                 "properties": {
@@ -375,9 +395,17 @@ class MessageSchemaExtension(RequestSchemaExtension):
             {
                 "properties": {"role": {"type": "string", "pattern": "^tool$"}, "content": text_only},
                 "required": ["content", "tool_call_id"],
-                **_none_of("tool_calls", *ANSWER_FIELDS),
+                **_none_of("tool_calls", "thinking_blocks", *ANSWER_FIELDS),
             },
         ]
+
+
+class ThinkingBlockSchemaExtension(RequestSchemaExtension):
+    target_class = "tasks.serializers.ThinkingBlockSerializer"
+
+    def request_rules(self, schema: dict[str, Any]) -> None:
+        schema.clear()
+        schema["oneOf"] = [THINKING_BLOCK, REDACTED_THINKING_BLOCK]
 
 
 class FunctionNameSchema(OpenApiSerializerFieldExtension):
@@ -597,7 +625,14 @@ class AnthropicMessagesRequestSchemaExtension(RequestSchemaExtension):
                                 {
                                     "type": "array",
                                     "minItems": 1,
-                                    "items": {"oneOf": [text_block, tool_use_block]},
+                                    "items": {
+                                        "oneOf": [
+                                            text_block,
+                                            tool_use_block,
+                                            THINKING_BLOCK,
+                                            REDACTED_THINKING_BLOCK,
+                                        ]
+                                    },
                                 },
                             ]
                         },
@@ -619,6 +654,14 @@ def _block(kind: str, fields: dict[str, Any], required: tuple[str, ...] | None =
         "required": ["type", *(fields if required is None else required)],
         "additionalProperties": False,
     }
+
+
+class AnthropicThinkingSchemaExtension(RequestSchemaExtension):
+    target_class = "tasks.serializers.AnthropicThinkingSerializer"
+
+    def request_rules(self, schema: dict[str, Any]) -> None:
+        schema["additionalProperties"] = False
+        schema["anyOf"] = _only_with_type("enabled", ("adaptive", "disabled"), field="budget_tokens")
 
 
 class AnthropicToolChoiceSchemaExtension(RequestSchemaExtension):

@@ -28,14 +28,17 @@ DESCRIPTION_MAX = 10_000  # of a tool or a response format
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # a function's name, as every provider takes it
 TOOL_CALL_ID_MAX = 8192  # Gemini's carry its thought signature (tasks/relay/providers/gemini.py)
 TOOL_CHOICES = ("none", "auto", "required")
-FUNCTION_TYPES = ("function",)
+FUNCTION_TYPES = ("function",)  # the one kind of OpenAI tool and tool call
 ANSWER_FIELDS = (
     "refusal",
     "annotations",
     "audio",
     "function_call",
     "reasoning_content",
-)  # the one kind of OpenAI tool and tool call
+)
+# Claude's thinking blocks: as an answer carries them (`thinking_blocks`), as a /v1/messages turn sends them
+THINKING_BLOCK_FIELDS = {"thinking": {"type", "thinking", "signature"}, "redacted_thinking": {"type", "data"}}
+THINKING_BLOCKS_MAX = 64
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 METADATA_MAX = 8  # tags a request may carry
 METADATA_KEY_MAX = 64
@@ -423,6 +426,25 @@ class ToolCallSerializer(StrictRequestSerializer):
     function = ToolCallFunctionSerializer()
 
 
+class ThinkingBlockSerializer(StrictRequestSerializer):
+    """A thinking block of an earlier answer, sent back with it: Claude reads it again when its turn
+    continues (a tool result), and its signature must come back unaltered."""
+
+    type = one_of(tuple(THINKING_BLOCK_FIELDS))
+    thinking = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
+    signature = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
+    data = StrictCharField(required=False, trim_whitespace=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        fields = THINKING_BLOCK_FIELDS[attrs["type"]]
+        missing, foreign = sorted(fields - set(attrs)), sorted(set(attrs) - fields)
+        if missing:
+            raise _invalid(missing[0], f"is required in a {attrs['type']} block")
+        if foreign:
+            raise _invalid(foreign[0], f"is not a field of a {attrs['type']} block")
+        return attrs
+
+
 class MessageSerializer(StrictRequestSerializer):
     """An OpenAI chat message: content (none for an assistant message that only calls tools), an
     assistant's `tool_calls`, a tool message's `tool_call_id`."""
@@ -442,6 +464,10 @@ class MessageSerializer(StrictRequestSerializer):
     reasoning_content = StrictCharField(
         required=False, allow_null=True, allow_blank=True, trim_whitespace=False
     )
+    # ...except Claude's thinking, which it reads again (tasks/relay/providers/anthropic.py)
+    thinking_blocks = StrictListField(
+        child=ThinkingBlockSerializer(), max_length=THINKING_BLOCKS_MAX, required=False
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         role = attrs["role"]
@@ -449,6 +475,10 @@ class MessageSerializer(StrictRequestSerializer):
             if name in attrs and role != "assistant":
                 raise _invalid(name, "is only allowed in assistant messages")
             attrs.pop(name, None)
+        if "thinking_blocks" in attrs and role != "assistant":
+            raise _invalid("thinking_blocks", "is only allowed in assistant messages")
+        if not attrs.get("thinking_blocks"):
+            attrs.pop("thinking_blocks", None)
         if "tool_calls" in attrs and role != "assistant":
             raise _invalid("tool_calls", "is only allowed in assistant messages")
         if role == "tool" and "tool_call_id" not in attrs:
@@ -744,7 +774,7 @@ class ChatCompletionRequestSerializer(ChatParametersSerializer):
 ANTHROPIC_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 # Anthropic's other Messages parameters: refused by name until this gateway takes them.
 ANTHROPIC_PARAMETERS_NOT_TAKEN = frozenset(
-    {"thinking", "top_k", "service_tier", "container", "mcp_servers", "output_config"}
+    {"top_k", "service_tier", "container", "mcp_servers", "output_config"}
 )
 # The content blocks taken, and their fields
 ANTHROPIC_BLOCK_FIELDS = {
@@ -752,7 +782,10 @@ ANTHROPIC_BLOCK_FIELDS = {
     "image": {"type", "source", "cache_control"},
     "tool_use": {"type", "id", "name", "input", "cache_control"},
     "tool_result": {"type", "tool_use_id", "content", "is_error", "cache_control"},
+    **THINKING_BLOCK_FIELDS,
 }
+THINKING_TYPES = ("enabled", "adaptive", "disabled")
+MIN_THINKING_BUDGET = 1024  # Anthropic's floor for budget_tokens
 ANTHROPIC_TOOL_CHOICES = ("auto", "any", "tool", "none")
 ANTHROPIC_TOOL_TYPES = ("custom",)  # client tools: Anthropic's server tools are not taken
 
@@ -848,7 +881,7 @@ class AnthropicContentField(serializers.Field):
         kind = block.get("type")
         if kind not in ANTHROPIC_BLOCK_FIELDS:
             raise serializers.ValidationError(
-                {"type": ["this gateway takes text, image, tool_use and tool_result blocks"]}
+                {"type": [f"this gateway takes {', '.join(ANTHROPIC_BLOCK_FIELDS)} blocks"]}
             )
         unknown = sorted(set(block) - ANTHROPIC_BLOCK_FIELDS[kind])
         if unknown:
@@ -860,6 +893,8 @@ class AnthropicContentField(serializers.Field):
             return {"type": "tool_use", **ToolUseSerializer().run_validation(block)}
         if kind == "tool_result":
             return {"type": "tool_result", **ToolResultSerializer().run_validation(block)}
+        if kind in THINKING_BLOCK_FIELDS:
+            return ThinkingBlockSerializer().run_validation(block)
         if kind == "text":
             text = block.get("text")
             if not isinstance(text, str):
@@ -897,12 +932,16 @@ class AnthropicMessageSerializer(StrictRequestSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """The OpenAI messages this one stands for: its tool_result blocks as tool messages first, then
-        the rest, its tool_use blocks as the assistant's tool calls."""
+        the rest, its tool_use blocks as the assistant's tool calls, its thinking blocks as the
+        assistant's thinking_blocks."""
         role, content = attrs["role"], attrs["content"]
         if isinstance(content, str):
             return {"openai": [{"role": role, "content": content}]}
+        thinking = [part for part in content if part["type"] in THINKING_BLOCK_FIELDS]
         by_type = {kind: [p for p in content if p["type"] == kind] for kind in ("tool_use", "tool_result")}
-        rest = [part for part in content if part["type"] not in by_type]
+        rest = [part for part in content if part["type"] not in (*by_type, *THINKING_BLOCK_FIELDS)]
+        if thinking and role != "assistant":
+            raise _invalid("content", "thinking blocks are only allowed in assistant messages")
         if by_type["tool_use"] and role != "assistant":
             raise _invalid("content", "tool_use blocks are only allowed in assistant messages")
         if by_type["tool_result"] and role != "user":
@@ -926,8 +965,10 @@ class AnthropicMessageSerializer(StrictRequestSerializer):
                 for use in by_type["tool_use"]
             ]
             messages.append({"role": "assistant", "content": rest or None, "tool_calls": calls})
-        elif rest:
-            messages.append(media_from_users_only({"role": role, "content": rest}))
+        elif rest or thinking:
+            messages.append(media_from_users_only({"role": role, "content": rest or ""}))
+        if thinking:
+            messages[-1]["thinking_blocks"] = thinking
         return {"openai": messages}
 
 
@@ -944,6 +985,19 @@ class AnthropicSystemField(serializers.Field):
         if any("cache_control" in part for part in content):
             return content
         return "\n\n".join(part["text"] for part in content)
+
+
+class AnthropicThinkingSerializer(StrictRequestSerializer):
+    """Extended thinking: on with a budget of tokens (`enabled`), on at the model's choice (`adaptive`), or
+    off."""
+
+    type = one_of(THINKING_TYPES)
+    budget_tokens = StrictIntegerField(
+        min_value=MIN_THINKING_BUDGET, max_value=MAX_TOKENS_LIMIT, required=False
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return only_with_type(attrs, "enabled", field="budget_tokens")
 
 
 class AnthropicMetadataSerializer(StrictRequestSerializer):
@@ -972,8 +1026,14 @@ class AnthropicMessagesRequestSerializer(StrictRequestSerializer):
         child=AnthropicToolSerializer(), min_length=1, max_length=TOOLS_MAX, required=False
     )
     tool_choice = AnthropicToolChoiceSerializer(required=False)
+    thinking = AnthropicThinkingSerializer(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        thinking = attrs.get("thinking")
+        if thinking and thinking.get("budget_tokens", 0) >= attrs["max_tokens"]:
+            raise _invalid(
+                "thinking.budget_tokens", "must be less than max_tokens: thinking spends part of them"
+            )
         messages = [openai for message in attrs["messages"] for openai in message["openai"]]
         try:
             tool_exchanges_check(messages)
@@ -1017,6 +1077,9 @@ class AnthropicMessagesRequestSerializer(StrictRequestSerializer):
                 parameters["parallel_tool_calls"] = False
         if (attrs.get("metadata") or {}).get("user_id"):
             parameters["user"] = attrs["metadata"]["user_id"]
+        thinks = (
+            {} if thinking is None else {"reasoning": thinking["type"] != "disabled", "thinking": thinking}
+        )
         return {
             "model": attrs["model"],
             "messages": messages,
@@ -1026,6 +1089,7 @@ class AnthropicMessagesRequestSerializer(StrictRequestSerializer):
             "protocol": "custom",
             "sync": True,
             "stream": attrs["stream"],
+            **thinks,
         }
 
 

@@ -101,6 +101,8 @@ def task_submit(
         "parameters": {k: v for k, v in validated["parameters"].items() if k not in ATTRIBUTION},
         **{k: v for k, v in validated["parameters"].items() if k in ATTRIBUTION},
     }
+    if "thinking" in validated:  # Anthropic's own thinking settings, as /v1/messages got them
+        request["thinking"] = validated["thinking"]
     if not embedding:  # the chat rules (media, output caps, sampling) say nothing of an embedding
         request |= rules_check(model.name, rules, request, protocol=validated["protocol"])
     if not price.channel_closed and not channels_available(model):

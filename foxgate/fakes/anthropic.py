@@ -11,7 +11,10 @@ forwarded and billed:
   tool_use, thinking...) the tokens of its compact JSON as if it were text.
 - Output: one token a word, thinking included; ``max_tokens`` cuts the words off (thinking first),
   then the reply stops at the earliest ``stop_sequences`` entry it contains. With ``thinking``
-  enabled (or adaptive), a ``thinking`` block ("Thinking about: <last user text>") comes first.
+  enabled (or adaptive), a ``thinking`` block ("Thinking about: <last user text>") comes first, signed.
+  As the real API does, the fake refuses a thinking block sent back with another signature than the one
+  it gave, and, with thinking on, an assistant turn of tool_use blocks that a final tool result answers
+  unless the turn starts with its thinking block; and a forced tool_choice beside thinking.
 - Streams: ``message_start``, then per block ``content_block_start``/``_delta``/``_stop`` (a ``ping``
   after the first start), ``message_delta`` and ``message_stop``. The knobs ``chunk_count``,
   ``cut_after`` and ``error_after`` count text deltas only (thinking streams one delta a word);
@@ -572,12 +575,41 @@ def _validate_thinking(body: dict[str, Any]) -> None:
                 f"Please consult our documentation at {DOCS}#max-tokens-and-context-window-size",
                 "max_tokens",
             )
+    _validate_thinking_turn(body)
+    if _thinks(body) and (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        raise InvalidRequest("Thinking may not be enabled when tool_choice forces tool use.", "tool_choice")
     if _thinks(body) and body.get("temperature") not in (None, 1):
         raise InvalidRequest(
             "`temperature` may only be set to 1 when thinking is enabled. Please consult our documentation "
             f"at {DOCS}#important-considerations-when-using-extended-thinking",
             "temperature",
         )
+
+
+def _validate_thinking_turn(body: dict[str, Any]) -> None:
+    """With thinking on, a turn answering tool results continues the assistant's: its message with the
+    tool_use blocks must start with the thinking that led to them, sent back as it came."""
+    messages = body["messages"]
+    answering = [
+        i for i, m in enumerate(messages) if m["role"] == "user" and "tool_result" in _block_types(m)
+    ]
+    if not _thinks(body) or not answering or answering[-1] != len(messages) - 1 or answering[-1] == 0:
+        return
+    index = answering[-1] - 1
+    first = _block_types(messages[index])[:1]
+    if "tool_use" in _block_types(messages[index]) and first not in (["thinking"], ["redacted_thinking"]):
+        raise InvalidRequest(
+            f"messages.{index}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+            f"`{(first or ['nothing'])[0]}`. When `thinking` is enabled, a final `assistant` message must "
+            "start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` "
+            "blocks). We recommend you include thinking blocks from previous turns. To avoid this "
+            f"requirement, disable `thinking`. Please consult our documentation at {DOCS}",
+            f"messages.{index}.content.0.type",
+        )
+
+
+def _block_types(message: dict[str, Any]) -> list[str]:
+    return [block.get("type") for block in _blocks(message["content"])]
 
 
 def _validate_message(message: Any, path: str, last: bool) -> None:
@@ -664,8 +696,9 @@ def _validate_block(block: Any, role: str, path: str) -> None:
                 for index, part in enumerate(content):
                     _validate_block(part, "user", f"{tagged}.content.{index}")
         case "thinking":
-            _required(block, "thinking", str, tagged)
-            _required(block, "signature", str, tagged)
+            thought = _required(block, "thinking", str, tagged)
+            if _required(block, "signature", str, tagged) != _signature(thought):
+                raise InvalidRequest(f"{path}: Invalid `signature` in `thinking` block", path)
         case "redacted_thinking":
             _required(block, "data", str, tagged)
     if "cache_control" in block:

@@ -35,6 +35,7 @@ class StreamAssembly:
     created: int = 0
     first_token_ms: int | None = None
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # by the stream's call index
+    thinking_blocks: list[dict[str, Any]] = field(default_factory=list)  # Claude's, signed
 
     def add(self, chunk: dict[str, Any]) -> None:
         self.chunk_id = self.chunk_id or chunk.get("id", "")
@@ -53,6 +54,7 @@ class StreamAssembly:
             self.reasoning.append(thought)
             for call in calls:
                 self.add_tool_call(call)
+            self.add_thinking(thought, delta.get("thinking_blocks") or [])
             self.finish_reason = choice.get("finish_reason") or self.finish_reason
 
     def add_tool_call(self, delta: dict[str, Any]) -> None:
@@ -66,6 +68,21 @@ class StreamAssembly:
         function = delta.get("function") or {}
         call["function"]["name"] = call["function"]["name"] or function.get("name") or ""
         call["function"]["arguments"] += function.get("arguments") or ""
+
+    def add_thinking(self, thought: str, blocks: list[dict[str, Any]]) -> None:
+        """Thinking as blocks: its text extends the open thinking block, a signature closes that block,
+        a redacted block stands alone."""
+        last = self.thinking_blocks[-1] if self.thinking_blocks else {}
+        if thought:
+            if last.get("type") != "thinking" or last["signature"]:
+                last = {"type": "thinking", "thinking": "", "signature": ""}
+                self.thinking_blocks.append(last)
+            last["thinking"] += thought
+        for block in blocks:
+            if block["type"] == "thinking" and last.get("type") == "thinking" and not last["signature"]:
+                last["signature"] = block.get("signature", "")
+            else:
+                self.thinking_blocks.append(dict(block))
 
     @property
     def tokens(self) -> int:
@@ -85,6 +102,8 @@ class StreamAssembly:
             message["tool_calls"] = [self.tool_calls[index] for index in sorted(self.tool_calls)]
         if any(self.reasoning):
             message["reasoning_content"] = "".join(self.reasoning)
+        if any(block.get("signature") or block.get("data") for block in self.thinking_blocks):
+            message["thinking_blocks"] = self.thinking_blocks  # Claude's, to be sent back to it
         completion = {
             "id": self.chunk_id,
             "object": "chat.completion",

@@ -320,6 +320,7 @@ def upstream_request(task: Task, channel: Channel) -> UpstreamRequest:
         max_tokens=request.get("max_tokens"),
         temperature=request.get("temperature"),
         reasoning=request.get("reasoning"),
+        thinking=request.get("thinking"),
         default_max_tokens=request.get("output_cap") or settings.DEFAULT_OUTPUT_CAP,
         extra=task.upstream_parameters,
         embedding=task.protocol == "embedding",

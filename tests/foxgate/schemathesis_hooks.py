@@ -8,7 +8,8 @@ be invalid keeps whatever schemathesis made:
 - a tool call's id must be answered by a tool message, a named tool_choice must name a tool, a tool's
   parameters must be a valid JSON Schema: rules across values, so generated conversations lose their
   tool exchanges, tools get distinct names and an open parameters schema, and tool_choice names the first;
-- OpenAPI 3.0 cannot bound an object's keys: metadata keys get the 1 to 64 characters the API takes.
+- OpenAPI 3.0 cannot bound an object's keys: metadata keys get the 1 to 64 characters the API takes;
+- nor compare two values: a thinking budget must be below max_tokens, so max_tokens is raised past it.
 """
 
 from typing import Any
@@ -70,3 +71,6 @@ def _anthropic_tools_made_consistent(body: dict[str, Any]) -> None:
         tool["input_schema"] = OPEN_SCHEMA
     if (body.get("tool_choice") or {}).get("type") == "tool":
         body["tool_choice"]["name"] = "tool_0"
+    budget = (body.get("thinking") or {}).get("budget_tokens")
+    if isinstance(budget, int) and isinstance(body.get("max_tokens"), int):
+        body["max_tokens"] = max(body["max_tokens"], budget + 1)

@@ -24,6 +24,8 @@ WEATHER = {
 }
 TOOLS = [{"name": "get_weather", "description": "The forecast", "input_schema": WEATHER}]
 ASK = {"role": "user", "content": "What is the weather in Oslo?"}
+THINKING = {"type": "enabled", "budget_tokens": 1024}
+SIGNED_THOUGHT = {"type": "thinking", "thinking": "Oslo is a city.", "signature": "c2lnbmVk"}
 
 
 @pytest.fixture
@@ -32,10 +34,11 @@ def sdk(stack, stack_api):
     three providers."""
     secret = stack_api.headers["Authorization"].removeprefix("Bearer ")
     with (
-        anthropic_and_gemini_channels(output_per_million=Decimal(2)) as (fake_anthropic, _),
+        anthropic_and_gemini_channels(output_per_million=Decimal(2)) as (fake_anthropic, fake_gemini),
         anthropic.Anthropic(base_url=stack.web_url, api_key=secret, max_retries=0) as client,
     ):
-        client.api, client.secret, client.fake_anthropic = stack_api, secret, fake_anthropic
+        client.api, client.secret = stack_api, secret
+        client.fake_anthropic, client.fake_gemini = fake_anthropic, fake_gemini
         yield client
 
 
@@ -149,6 +152,30 @@ def test_a_bearer_key_works_too_and_a_wrong_key_is_anthropics_authentication_err
         (
             {"max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "temperature": 1.5},
             "temperature",
+        ),
+        (
+            {"max_tokens": 2000, "messages": [ASK], "thinking": {"type": "enabled", "budget_tokens": 1000}},
+            "thinking.budget_tokens",
+        ),
+        (
+            {"max_tokens": 2000, "messages": [ASK], "thinking": {"type": "enabled", "budget_tokens": 2000}},
+            "thinking.budget_tokens",
+        ),
+        ({"max_tokens": 2000, "messages": [ASK], "thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
+        (
+            {"max_tokens": 10, "messages": [{"role": "user", "content": [SIGNED_THOUGHT]}]},
+            "messages[0].content",
+        ),
+        (
+            {
+                "max_tokens": 10,
+                "messages": [
+                    ASK,
+                    {"role": "assistant", "content": [{"type": "thinking", "thinking": "Hmm."}]},
+                    ASK,
+                ],
+            },
+            "messages[1].content[0].signature",
         ),
     ],
 )
@@ -315,3 +342,57 @@ def test_cache_control_reaches_anthropic_and_cache_reads_and_writes_are_priced_a
     sent = upstream_requests(stack)[-1]["body"]["messages"]
     assert "cache_control" not in json.dumps(sent)
     assert "books balance" in run_command("billing_audit")  # exits 0
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["create", "stream"])
+def test_thinking_reaches_claude_as_sent_and_its_signed_blocks_carry_the_tool_loop(sdk, streamed):
+    """Claude Code's loop with extended thinking: Claude refuses the tool result unless the turn of calls
+    it answers starts with the thinking block it signed (the fake as the real API does)."""
+    ask = {"role": "user", "content": "What does get_weather say for Oslo?"}
+    asked = {"model": "claude-sonnet-4", "max_tokens": 2000, "thinking": THINKING, "tools": TOOLS}
+    if streamed:
+        with sdk.messages.stream(**asked, messages=[ask]) as stream:
+            events = {event.type for event in stream}
+            called = stream.get_final_message()
+        assert {"thinking", "signature", "input_json"} <= events
+    else:
+        called = sdk.messages.create(**asked, messages=[ask])
+    thought, use = called.content
+    assert thought.type == "thinking" and thought.thinking.startswith("Thinking about:") and thought.signature
+    assert use.type == "tool_use" and called.stop_reason == "tool_use"
+    assert sdk.fake_anthropic.requests[-1]["body"]["thinking"] == THINKING
+
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]}
+    raw = sdk.messages.with_raw_response.create(
+        **asked, messages=[ask, {"role": "assistant", "content": called.content}, result]
+    )
+    final = raw.parse()
+    assert [block.type for block in final.content] == ["thinking", "text"]
+    assert final.content[1].text == "Tool said: sunny"
+    assert sdk.fake_anthropic.requests[-1]["body"]["messages"][1]["content"][0] == thought.model_dump()
+    charged_as_its_usage_says(sdk, raw.headers["X-Task-Id"], final.usage)
+
+
+@pytest.mark.parametrize("model", ["fake-model", "gemini-2.5-flash"])
+def test_thinking_is_translated_for_other_channels_and_claudes_blocks_stay_away(stack, sdk, model):
+    answer = sdk.messages.create(
+        model=model,
+        max_tokens=2000,
+        thinking=THINKING,
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": [SIGNED_THOUGHT, {"type": "text", "text": "Hello."}]},
+            {"role": "user", "content": "Again"},
+        ],
+    )
+    assert answer.content[-1].text == "Echo: Again"
+    sent = (
+        upstream_requests(stack)[-1]["body"]
+        if model == "fake-model"
+        else sdk.fake_gemini.requests[-1]["body"]
+    )
+    assert "Oslo is a city" not in json.dumps(sent)
+    if model == "fake-model":
+        assert sent["reasoning_effort"] == "medium"
+    else:
+        assert sent["generationConfig"]["thinkingConfig"]["thinkingBudget"] == 1024

@@ -284,3 +284,20 @@ def test_langchain_chat_openai_completes_a_tool_calling_round_trip(stack, sdk, m
     assert final.content == f"Tool said: sunny in {call['args']['city']}"
     assert not final.tool_calls
     assert Task.objects.filter(dialect="openai", status="completed").count() == 2
+
+
+def test_claudes_thinking_blocks_go_back_with_its_message_in_openai_format(sdk):
+    """FoxAPI's `reasoning: true` on Claude with tools: the answer carries Claude's signed thinking_blocks
+    beside reasoning_content, and the message sent back as it came carries the tool loop (Claude refuses
+    the tool result without them)."""
+    ask = {"role": "user", "content": "What does get_weather say for Oslo?"}
+    asked = {"model": "claude-sonnet-4", "max_tokens": 4000, "reasoning": True, "tools": TOOLS, "sync": True}
+    called = sdk.api.post("/v1/llm/generations", json={**asked, "messages": [ask]}).json()
+    message = called["choices"][0]["message"]
+    (block,) = message["thinking_blocks"]
+    assert block["thinking"] == message["reasoning_content"] and block["signature"]
+    result = {"role": "tool", "tool_call_id": message["tool_calls"][0]["id"], "content": "sunny"}
+
+    final = sdk.api.post("/v1/llm/generations", json={**asked, "messages": [ask, message, result]})
+    assert final.status_code == 200, final.text
+    assert final.json()["choices"][0]["message"]["content"] == "Tool said: sunny"

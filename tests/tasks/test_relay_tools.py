@@ -13,7 +13,7 @@ from foxgate.fakes.anthropic import FakeAnthropic
 from foxgate.fakes.gemini import FakeGemini
 from foxgate.fakes.openai import FakeOpenAI
 from tasks.relay.calls import StreamAssembly
-from tasks.relay.providers import RELAYS, Upstream, UpstreamRequest, http_client, run_async
+from tasks.relay.providers import RELAYS, Upstream, UpstreamError, UpstreamRequest, http_client, run_async
 from tasks.relay.providers.gemini import _tool_call
 
 WEATHER = {
@@ -283,3 +283,85 @@ def test_json_schema_answers_a_document_valid_for_the_schema(provider):
         json.loads(complete(provider, response_format={"type": "json_object"}).choices[0].message.content),
         dict,
     )
+
+
+SIGNED = {"type": "thinking", "thinking": "Oslo is a city.", "signature": "c2lnbmVk"}
+REDACTED = {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk"}
+UNSIGNED = {"type": "thinking", "thinking": "Another provider's reasoning.", "signature": ""}
+THOUGHTFUL = [
+    CONVERSATION[1],
+    {**CONVERSATION[2], "thinking_blocks": [SIGNED, UNSIGNED, REDACTED]},
+    CONVERSATION[3],
+]
+
+
+def test_anthropic_gets_the_callers_thinking_and_the_signed_blocks_leading_the_turn():
+    request = UpstreamRequest(
+        model="claude", messages=THOUGHTFUL, max_tokens=2000, temperature=0.5, thinking={"type": "adaptive"}
+    )
+    sent = body("anthropic", request)
+    assert sent["thinking"] == {"type": "adaptive"} and "temperature" not in sent
+    assert sent["messages"][1]["content"] == [
+        SIGNED,
+        REDACTED,  # the unsigned block cannot go back to Claude: it would refuse it
+        {"type": "text", "text": "Checking."},
+        {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Oslo"}},
+    ]
+    disabled = body(
+        "anthropic",
+        UpstreamRequest(
+            model="claude", messages=THOUGHTFUL[:1], temperature=0.5, thinking={"type": "disabled"}
+        ),
+    )
+    assert disabled["thinking"] == {"type": "disabled"} and disabled["temperature"] == 0.5
+
+
+def test_openai_and_gemini_get_no_thinking_blocks_and_gemini_the_budget():
+    sent = body("openai", UpstreamRequest(model="m", messages=THOUGHTFUL))
+    assert sent["messages"] == [CONVERSATION[1], CONVERSATION[2], CONVERSATION[3]]
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    sent = body("gemini", UpstreamRequest(model="g", messages=THOUGHTFUL, reasoning=True, thinking=thinking))
+    assert "thinking" not in json.dumps(sent["contents"])
+    assert sent["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 2048, "includeThoughts": True}
+
+
+def test_claudes_signed_thinking_comes_back_alike_plain_and_streamed_and_carries_the_tool_loop():
+    """With thinking on, Claude refuses a tool result unless the turn of calls it answers starts with the
+    thinking it signed (the fake as the real API): the blocks must survive the answer, the stream's
+    assembly and the next request."""
+    asked = [{"role": "user", "content": "What does get_weather say for Oslo?"}]
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    with FakeAnthropic(api_key="sk-upstream") as fake:
+        relay = RELAYS["anthropic"](
+            http_client(), Upstream(base_url=fake.base_url, api_key="sk-upstream", timeout=5)
+        )
+
+        def request(messages):
+            return UpstreamRequest(
+                model="claude-sonnet-4",
+                messages=messages,
+                max_tokens=2000,
+                reasoning=True,
+                thinking=thinking,
+                extra={"tools": TOOLS},
+            )
+
+        async def gather():
+            return [c async for c in relay.stream(request(asked))]
+
+        answer = run_async(relay.complete(request(asked)))["choices"][0]["message"]
+        assembly = StreamAssembly(started=0)
+        for chunk in run_async(gather()):
+            assembly.add(chunk)
+        streamed = assembly.outcome(None).completion["choices"][0]["message"]
+        (block,) = answer["thinking_blocks"]
+        assert block["thinking"] == answer["reasoning_content"] and block["signature"]
+        assert streamed["thinking_blocks"] == answer["thinking_blocks"]
+        assert answer["tool_calls"][0]["function"]["name"] == "get_weather"
+
+        result = {"role": "tool", "tool_call_id": answer["tool_calls"][0]["id"], "content": "sunny"}
+        final = run_async(relay.complete(request([*asked, answer, result])))
+        assert final["choices"][0]["message"]["content"] == "Tool said: sunny"
+        forgotten = {k: v for k, v in answer.items() if k != "thinking_blocks"}
+        with pytest.raises(UpstreamError, match="must start with a thinking block"):
+            run_async(relay.complete(request([*asked, forgotten, result])))

@@ -1,6 +1,7 @@
-"""Anthropic Messages: system prompt as `system`, images as `image` blocks, reasoning as extended thinking,
-tools as `tools` and tool calls as `tool_use` / `tool_result` blocks, structured output as
-`output_config.format`."""
+"""Anthropic Messages: system prompt as `system`, images as `image` blocks, reasoning as extended thinking
+(the caller's own thinking settings when /v1/messages gave them), an answer's signed thinking blocks kept
+for the turns after it, tools as `tools` and tool calls as `tool_use` / `tool_result` blocks, structured
+output as `output_config.format`."""
 
 import uuid
 from collections.abc import AsyncIterator
@@ -26,6 +27,7 @@ from tasks.relay.providers.base import (
 API_VERSION = "2023-06-01"
 MIN_THINKING_BUDGET = 1024  # Anthropic's floor for budget_tokens
 MAX_THINKING_BUDGET = 16_000
+THINKING_BLOCKS = ("thinking", "redacted_thinking")
 FINISH_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -55,14 +57,14 @@ class AnthropicRelay(Relay):
         if system:
             body["system"] = _system(system)
         body |= _tools(request.extra)
-        budget = min(MAX_THINKING_BUDGET, max_tokens // 2)
-        thinking = bool(request.reasoning) and budget >= MIN_THINKING_BUDGET
-        if thinking:
-            # Thinking spends part of max_tokens; Anthropic refuses a temperature beside it.
-            body["thinking"] = {"type": "enabled", "budget_tokens": budget}
-        elif request.temperature is not None:
+        thinking = _thinking(request, max_tokens)
+        if thinking is not None:
+            body["thinking"] = thinking
+        thinks = thinking is not None and thinking["type"] != "disabled"
+        # Anthropic refuses a temperature or a top_p beside thinking.
+        if request.temperature is not None and not thinks:
             body["temperature"] = request.temperature
-        if "top_p" in request.extra and not thinking:
+        if "top_p" in request.extra and not thinks:
             body["top_p"] = request.extra["top_p"]
         if "stop" in request.extra:
             stop = request.extra["stop"]
@@ -80,6 +82,7 @@ class AnthropicRelay(Relay):
             model=answer.get("model") or request.model,
             content="".join(b.get("text", "") for b in blocks if b.get("type") == "text"),
             reasoning="".join(b.get("thinking", "") for b in blocks if b.get("type") == "thinking"),
+            thinking_blocks=[_thinking_block(b) for b in blocks if b.get("type") in THINKING_BLOCKS],
             tool_calls=[
                 tool_call(b.get("id", ""), b.get("name", ""), b.get("input") or {})
                 for b in blocks
@@ -174,6 +177,8 @@ def _block_delta(kind: str, data: dict[str, Any], calls: dict[int, int]) -> dict
     index = data.get("index", 0)
     if kind == "content_block_start":
         block = data.get("content_block", {})
+        if block.get("type") == "redacted_thinking":
+            return {"thinking_blocks": [_thinking_block(block)]}
         if block.get("type") != "tool_use":
             return None
         calls[index] = len(calls)
@@ -184,10 +189,44 @@ def _block_delta(kind: str, data: dict[str, Any], calls: dict[int, int]) -> dict
         return {"content": delta.get("text", "")}
     if delta.get("type") == "thinking_delta":
         return {"reasoning_content": delta.get("thinking", "")}
+    if delta.get("type") == "signature_delta":
+        # the signature closes the thinking block whose text the reasoning_content deltas carried
+        return {
+            "thinking_blocks": [{"type": "thinking", "thinking": "", "signature": delta.get("signature", "")}]
+        }
     if delta.get("type") == "input_json_delta" and index in calls:
         arguments = {"arguments": delta.get("partial_json", "")}
         return {"tool_calls": [{"index": calls[index], "function": arguments}]}
     return None
+
+
+def _thinking(request: UpstreamRequest, max_tokens: int) -> dict[str, Any] | None:
+    """The caller's thinking settings as sent (/v1/messages); else `reasoning: true` as a budget of half
+    the output, if that reaches Anthropic's floor. Thinking spends part of max_tokens."""
+    if request.thinking is not None:
+        return request.thinking
+    budget = min(MAX_THINKING_BUDGET, max_tokens // 2)
+    if request.reasoning and budget >= MIN_THINKING_BUDGET:
+        return {"type": "enabled", "budget_tokens": budget}
+    return None
+
+
+def _thinking_block(block: dict[str, Any]) -> dict[str, Any]:
+    """A thinking or redacted_thinking block of an answer, with the fields Claude needs to read it again."""
+    if block["type"] == "redacted_thinking":
+        return {"type": "redacted_thinking", "data": block.get("data", "")}
+    return {
+        "type": "thinking",
+        "thinking": block.get("thinking", ""),
+        "signature": block.get("signature", ""),
+    }
+
+
+def _thought(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """An assistant's thinking blocks, which lead its turn as Claude wrote them. Thinking without a
+    signature (another provider's reasoning) cannot go back to Claude, which would refuse it."""
+    blocks = message.get("thinking_blocks") or []
+    return [block for block in blocks if block.get("signature") or block["type"] == "redacted_thinking"]
 
 
 def _tools(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -248,17 +287,19 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 for c in message["tool_calls"]
             ]
             said = [{"type": "text", "text": text}] if text else []
-            turns.append({"role": "assistant", "content": said + uses})
+            turns.append({"role": "assistant", "content": _thought(message) + said + uses})
             continue
         turns.append(_message(message))
     return turns
 
 
 def _message(message: dict[str, Any]) -> dict[str, Any]:
-    content = message["content"]
+    content, thought = message["content"], _thought(message)
     if isinstance(content, str):
-        return {"role": message["role"], "content": content}
-    return {"role": message["role"], "content": [_block(part) for part in content]}
+        if not thought:
+            return {"role": message["role"], "content": content}
+        content = [{"type": "text", "text": content}] if content else []
+    return {"role": message["role"], "content": thought + [_block(part) for part in content]}
 
 
 def _block(part: dict[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class UpstreamRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     reasoning: bool | None = None
+    thinking: dict[str, Any] | None = None  # Anthropic's thinking settings, when the caller gave them
     default_max_tokens: int = 4096  # for APIs that require max_tokens when the caller gave none
     extra: dict[str, Any] = field(default_factory=dict)  # the OpenAI chat parameters: top_p, stop, tools...
     embedding: bool = False  # embed each user message's text rather than answer the conversation
@@ -231,17 +232,21 @@ def completion(
     finish_reason: str | None,
     usage: dict[str, Any],
     reasoning: str = "",
+    thinking_blocks: list[dict[str, Any]] | None = None,
     response_id: str = "",
     tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """An OpenAI `chat.completion` built from any provider's parts. With tool calls and no text, the
-    content is null, as OpenAI sends it."""
+    content is null, as OpenAI sends it. Claude's thinking comes as text (`reasoning_content`) and as
+    its signed blocks (`thinking_blocks`), which a client sends back for Claude to read again."""
     text = content if content or not tool_calls else None
     message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
     if tool_calls:
         message["tool_calls"] = tool_calls
     if reasoning:
         message["reasoning_content"] = reasoning
+    if thinking_blocks:
+        message["thinking_blocks"] = thinking_blocks
     return {
         "id": response_id or f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",

@@ -73,7 +73,9 @@ class GeminiRelay(Relay):
             stop = parameters["stop"]
             config["stopSequences"] = [stop] if isinstance(stop, str) else stop
         if request.reasoning is True:
-            config["thinkingConfig"] = {"thinkingBudget": DYNAMIC_THINKING, "includeThoughts": True}
+            # Anthropic's budget, when a /v1/messages caller set one, is Gemini's too
+            budget = (request.thinking or {}).get("budget_tokens", DYNAMIC_THINKING)
+            config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": True}
         elif request.reasoning is False:
             config["thinkingConfig"] = {"thinkingBudget": 0}
         response_format = parameters.get("response_format") or {}

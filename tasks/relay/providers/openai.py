@@ -17,11 +17,11 @@ class OpenAIRelay(Relay):
     def body(self, request: UpstreamRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": without_cache_control(request.messages),
+            "messages": without_anthropic_fields(request.messages),
             **request.extra,
         }
         if "tools" in body:
-            body["tools"] = without_cache_control(body["tools"])
+            body["tools"] = without_anthropic_fields(body["tools"])
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
         if request.temperature is not None:
@@ -69,21 +69,22 @@ class OpenAIRelay(Relay):
                 yield {**data, "object": "chat.completion.chunk", "model": data.get("model") or request.model}
 
 
-def without_cache_control(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Messages (their content parts) or tools without the cache breakpoints only Anthropic reads:
-    OpenAI-compatible servers cache prompts by themselves, and some refuse a field they do not know."""
-    return [_without_breakpoints(item) for item in items]
+def without_anthropic_fields(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages (their content parts) or tools without what only Anthropic reads: cache breakpoints
+    (OpenAI-compatible servers cache prompts by themselves) and Claude's signed thinking blocks. Some
+    servers refuse a field they do not know."""
+    return [_without_anthropic_fields(item) for item in items]
 
 
-def _without_breakpoints(item: dict[str, Any]) -> dict[str, Any]:
+def _without_anthropic_fields(item: dict[str, Any]) -> dict[str, Any]:
     content = item.get("content")
     if isinstance(content, list) and any("cache_control" in part for part in content):
         item = {
             **item,
             "content": [{k: v for k, v in part.items() if k != "cache_control"} for part in content],
         }
-    if "cache_control" in item:
-        item = {k: v for k, v in item.items() if k != "cache_control"}
+    if "cache_control" in item or "thinking_blocks" in item:
+        item = {k: v for k, v in item.items() if k not in ("cache_control", "thinking_blocks")}
     return item
 
 
