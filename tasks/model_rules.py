@@ -74,7 +74,8 @@ class ModelRules:
 
 
 # What Anthropic's Messages API has no counterpart for
-NOT_CLAUDE = frozenset({"frequency_penalty", "presence_penalty", "seed"})
+NOT_CLAUDE = frozenset({"frequency_penalty", "presence_penalty", "seed", "logprobs", "top_logprobs"})
+NOT_GEMINI = frozenset({"logprobs", "top_logprobs"})  # returned by few of its models; not relayed
 # First match wins: put specific names before their families.
 INTRINSIC_RULES: list[tuple[str, ModelRules]] = [
     ("deepseek-reasoner", ModelRules(max_images=0, reasoning="required", max_output_tokens=65_536)),
@@ -106,7 +107,7 @@ INTRINSIC_RULES: list[tuple[str, ModelRules]] = [
         ModelRules(temperature_max=1.0, max_output_tokens=32_000, parameters_refused=NOT_CLAUDE),
     ),
     ("claude-*", ModelRules(temperature_max=1.0, max_output_tokens=64_000, parameters_refused=NOT_CLAUDE)),
-    ("gemini-*", ModelRules(video=True, audio=True, max_output_tokens=65_536)),
+    ("gemini-*", ModelRules(video=True, audio=True, max_output_tokens=65_536, parameters_refused=NOT_GEMINI)),
     ("*thinking*", ModelRules(reasoning="required")),
 ]
 # A model of no known family is constrained only by its catalog entry, which the operator sets.

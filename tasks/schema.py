@@ -353,7 +353,7 @@ class GenerationRequestSchemaExtension(RequestSchemaExtension):
         fields["audio_url"].update(media["audio_url"])
         _chat_parameters(schema)
         schema["anyOf"] = GENERATION_PROTOCOLS
-        schema["allOf"] = [SYNC_TAKES_LINKS_ONLY, *TOOLS_FIRST]
+        schema["allOf"] = [SYNC_TAKES_LINKS_ONLY, *PAIRED_PARAMETERS]
 
 
 class MessageSchemaExtension(RequestSchemaExtension):
@@ -454,10 +454,19 @@ class ClosedObjectSchemaExtension(RequestSchemaExtension):
         schema["additionalProperties"] = False
 
 
-# tool_choice and parallel_tool_calls only beside tools
-TOOLS_FIRST = [
+# tool_choice and parallel_tool_calls only beside tools; top_logprobs only with logprobs true
+PAIRED_PARAMETERS = [
     {"anyOf": [{"required": ["tools"]}, {"not": {"required": ["tool_choice"]}}]},
     {"anyOf": [{"required": ["tools"]}, *_absent_or_null("parallel_tool_calls", "boolean")]},
+    {
+        "anyOf": [
+            {
+                "required": ["logprobs"],
+                "properties": {"logprobs": {"type": "boolean", "not": {"enum": [False]}}},
+            },
+            *_absent_or_null("top_logprobs", "integer"),
+        ]
+    },
 ]
 
 
@@ -468,7 +477,7 @@ class ChatCompletionRequestSchemaExtension(RequestSchemaExtension):
         _closed_body(schema)
         _chat_parameters(schema)
         schema["allOf"] = [
-            *TOOLS_FIRST,
+            *PAIRED_PARAMETERS,
             # stream_options only with stream: true
             {
                 "anyOf": [

@@ -51,8 +51,9 @@ PROTOCOLS = {"messages": "custom", "audio_url": "audio", "video_urls": "video", 
 # The OpenAI chat parameters the custom protocol and the chat dialect take besides messages
 CHAT_PARAMETERS = (
     "top_p", "stop", "frequency_penalty", "presence_penalty", "seed", "tools", "tool_choice",
-    "parallel_tool_calls", "response_format", "user", "metadata",
+    "parallel_tool_calls", "response_format", "logprobs", "top_logprobs", "user", "metadata",
 )  # fmt: skip
+TOP_LOGPROBS_MAX = 20  # OpenAI's
 ATTRIBUTION = ("user", "metadata")  # the caller's own: kept on the task, never sent upstream
 _DATA_URI = re.compile(
     r"^data:(?P<kind>[a-z]+)/(?P<subtype>[a-z0-9.+-]+);base64,(?P<payload>.*)$", re.I | re.S
@@ -645,11 +646,21 @@ class ChatParametersSerializer(StrictRequestSerializer):
     tool_choice = ToolChoiceField(required=False)
     parallel_tool_calls = StrictBooleanField(required=False, allow_null=True)
     response_format = ResponseFormatSerializer(required=False)
+    logprobs = StrictBooleanField(required=False, allow_null=True)
+    top_logprobs = StrictIntegerField(
+        min_value=0, max_value=TOP_LOGPROBS_MAX, required=False, allow_null=True
+    )
     user = StrictCharField(max_length=256, required=False)
     metadata = MetadataField(required=False)
+    n = StrictIntegerField(min_value=1, max_value=1, required=False, allow_null=True)  # one choice, always
 
     def chat_parameters(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        """The parameters given (not null), checked against each other and against the messages."""
+        """The parameters given (not null, nor a false logprobs), checked against each other and against
+        the messages."""
+        if attrs.get("top_logprobs") is not None and not attrs.get("logprobs"):
+            raise _invalid("top_logprobs", "is only allowed when logprobs is true")
+        if attrs.get("logprobs") is False:
+            del attrs["logprobs"]  # OpenAI's default: a model that has no logprobs takes it too
         tools = attrs.get("tools")
         for name in ("tool_choice", "parallel_tool_calls"):
             if attrs.get(name) is not None and not tools:
@@ -727,9 +738,9 @@ class StreamOptionsSerializer(StrictRequestSerializer):
 # OpenAI's other Chat Completions parameters: refused by name, not as unknown (a 422 either way).
 OPENAI_CHAT_PARAMETERS_NOT_TAKEN = frozenset(
     {
-        "audio", "function_call", "functions", "logit_bias", "logprobs", "modalities", "prediction",
+        "audio", "function_call", "functions", "logit_bias", "modalities", "prediction",
         "prompt_cache_key", "reasoning_effort", "safety_identifier", "service_tier", "store",
-        "top_logprobs", "verbosity", "web_search_options",
+        "verbosity", "web_search_options",
     }
 )  # fmt: skip
 
@@ -748,7 +759,6 @@ class ChatCompletionRequestSerializer(ChatParametersSerializer):
         min_value=1, max_value=MAX_TOKENS_LIMIT, required=False, allow_null=True
     )
     temperature = StrictFloatField(min_value=0, max_value=2, required=False, allow_null=True)
-    n = StrictIntegerField(min_value=1, max_value=1, required=False, allow_null=True)
     stream = StrictBooleanField(default=False, allow_null=True)
     stream_options = StreamOptionsSerializer(required=False, allow_null=True)
 

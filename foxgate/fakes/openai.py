@@ -5,7 +5,8 @@ token counts are deterministic, so tests can assert on what the gateway forwarde
 ``tools`` or ``response_format`` it calls tools and answers structured output as every fake does
 (foxgate/fakes/tools.py): a call as ``tool_calls`` with ``finish_reason: "tool_calls"``, streamed as
 its opening delta (id and name) and then its arguments a few characters at a time; a call costs a
-token per 4 characters of its arguments.
+token per 4 characters of its arguments. With ``logprobs`` a text answer carries made-up logprobs of its
+tokens (``token_logprobs``), ``top_logprobs`` alternatives each, in every streamed chunk too.
 
 Standalone: ``python -m foxgate.fakes.openai --port 8900 [--latency 0.2]``.
 """
@@ -112,15 +113,17 @@ class FakeOpenAI(FakeProviderServer):
             "service_tier": "default",
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
+        top = (_first_given(body, "top_logprobs") or 0) if body.get("logprobs") else None
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            self._stream(exchange, head, reply, finish_reason, n, usage if include_usage else None, call)
+            self._stream(exchange, head, reply, finish_reason, n, usage if include_usage else None, call, top)
             return
         message = {"role": "assistant", "content": reply, "refusal": None, "annotations": []}
         if call:
             message |= {"content": None, "tool_calls": [call]}
+        logprobs = None if top is None or call else token_logprobs(split_reply(reply, None), top)
         choices = [
-            {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
+            {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish_reason}
             for index in range(n)
         ]
         exchange.send_json(200, {**head, "object": "chat.completion", "choices": choices, "usage": usage})
@@ -134,14 +137,18 @@ class FakeOpenAI(FakeProviderServer):
         n: int,
         usage: dict[str, Any] | None,
         call: dict[str, Any] | None = None,
+        top_logprobs: int | None = None,
     ) -> None:
         knobs = exchange.knobs
         # With include_usage, OpenAI puts "usage": null on every chunk before the usage chunk.
         usage_field = {"usage": None} if usage is not None else {}
 
         def send_chunk(delta: dict[str, Any], finish: str | None = None) -> None:
+            logprobs = None
+            if top_logprobs is not None and delta.get("content"):
+                logprobs = token_logprobs([delta["content"]], top_logprobs)
             choices = [
-                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+                {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
                 for index in range(n)
             ]
             chunk = {**head, "object": "chat.completion.chunk", "choices": choices, **usage_field}
@@ -318,6 +325,23 @@ def truncate_words(text: str, limit: int | None) -> tuple[str, str]:
     return "".join(words[:limit]), "length"
 
 
+def token_logprobs(tokens: list[str], top: int) -> dict[str, Any]:
+    """OpenAI's logprobs of a reply's tokens (a word each, as the fake counts them): each token's own, a
+    made-up one, and ``top`` most likely alternatives, itself first."""
+
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    content = []
+    for token in tokens:
+        logprob = -round(len(token) / 100, 4)
+        alternatives = [
+            entry(token if rank == 0 else f"{token}{rank}", logprob - rank) for rank in range(top)
+        ]
+        content.append({**entry(token, logprob), "top_logprobs": alternatives})
+    return {"content": content, "refusal": None}
+
+
 def split_reply(text: str, chunk_count: int | None) -> list[str]:
     """Stream pieces whose concatenation is ``text``: ``chunk_count`` even slices, else one per word."""
     if chunk_count is None:
@@ -371,6 +395,12 @@ def validate_chat_request(body: Any) -> None:
                 "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
             )
         _optional(body["stream_options"], "include_usage", "a boolean", "stream_options")
+    top_logprobs = _optional(body, "top_logprobs", "an integer")
+    if top_logprobs is not None and not body.get("logprobs"):
+        raise InvalidRequest(
+            "Invalid value for 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.",
+            "top_logprobs",
+        )
     effort = _optional(body, "reasoning_effort", "a string")
     if effort is not None:
         _one_of(effort, REASONING_EFFORTS, "reasoning_effort")

@@ -36,6 +36,7 @@ class StreamAssembly:
     first_token_ms: int | None = None
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)  # by the stream's call index
     thinking_blocks: list[dict[str, Any]] = field(default_factory=list)  # Claude's, signed
+    logprobs: list[dict[str, Any]] = field(default_factory=list)  # of the content's tokens, when asked for
 
     def add(self, chunk: dict[str, Any]) -> None:
         self.chunk_id = self.chunk_id or chunk.get("id", "")
@@ -55,6 +56,7 @@ class StreamAssembly:
             for call in calls:
                 self.add_tool_call(call)
             self.add_thinking(thought, delta.get("thinking_blocks") or [])
+            self.logprobs += (choice.get("logprobs") or {}).get("content") or []
             self.finish_reason = choice.get("finish_reason") or self.finish_reason
 
     def add_tool_call(self, delta: dict[str, Any]) -> None:
@@ -113,7 +115,7 @@ class StreamAssembly:
                 {
                     "index": 0,
                     "message": message,
-                    "logprobs": None,
+                    "logprobs": {"content": self.logprobs, "refusal": None} if self.logprobs else None,
                     "finish_reason": self.finish_reason or "stop",
                 }
             ],

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from tasks.models import Task
 from tasks.services import price_set
-from tests.helpers import anthropic_and_gemini_channels
+from tests.helpers import anthropic_and_gemini_channels, poll_until_finished
 
 pytestmark = pytest.mark.e2e
 
@@ -135,6 +135,8 @@ def test_a_failed_completion_is_an_openai_error(stack, sdk):
         ({"tools": [{"type": "function", "function": {"name": "no spaces"}}]}, "tools[0].function.name"),
         ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
         ({"metadata": {f"k{i}": "v" for i in range(9)}}, "metadata"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
     ],
 )
 def test_bad_input_is_a_422_naming_the_field_before_any_hold(sdk, extra, param):
@@ -301,3 +303,30 @@ def test_claudes_thinking_blocks_go_back_with_its_message_in_openai_format(sdk):
     final = sdk.api.post("/v1/llm/generations", json={**asked, "messages": [ask, message, result]})
     assert final.status_code == 200, final.text
     assert final.json()["choices"][0]["message"]["content"] == "Tool said: sunny"
+
+
+def test_logprobs_come_back_from_an_openai_compatible_channel_plain_and_streamed(sdk):
+    asked = {"model": "fake-model", "messages": [ASK], "logprobs": True, "top_logprobs": 2}
+    choice = sdk.chat.completions.create(**asked).choices[0]
+    tokens = choice.logprobs.content
+    assert "".join(token.token for token in tokens) == choice.message.content
+    assert all(
+        len(token.top_logprobs) == 2 and token.top_logprobs[0].token == token.token for token in tokens
+    )
+
+    raw = sdk.chat.completions.with_raw_response.create(**asked, stream=True)
+    chunks = [chunk for chunk in raw.parse() if chunk.choices and chunk.choices[0].logprobs]
+    streamed = [token for chunk in chunks for token in chunk.choices[0].logprobs.content]
+    assert [token.model_dump() for token in streamed] == [token.model_dump() for token in tokens]
+    # the task's result, assembled from the stream, keeps them
+    (result,) = poll_until_finished(sdk.api, raw.headers["X-Task-Id"])["results"]
+    assert result["choices"][0]["logprobs"]["content"] == [token.model_dump() for token in tokens]
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4", "gemini-2.5-flash"])
+def test_logprobs_are_refused_before_any_hold_for_models_whose_providers_return_none(sdk, model):
+    with pytest.raises(openai.UnprocessableEntityError) as refused:
+        sdk.chat.completions.create(model=model, messages=[ASK], logprobs=True)
+    assert (refused.value.body["param"], refused.value.body["code"]) == ("logprobs", "model_rule_violation")
+    assert not Task.objects.exists()
+    assert sdk.chat.completions.create(model=model, messages=[ASK], logprobs=False).choices[0].message.content

@@ -82,3 +82,22 @@ def test_custom_messages_pass_through_with_top_p_and_stop(stack, stack_api):
     assert sent["messages"] == messages
     assert sent["top_p"] == 0.9 and sent["stop"] == ["\n\n"]
     assert completion.choices[0].message.content == "Echo: And this? [images: 1]"
+
+
+def test_custom_messages_pass_the_openai_chat_parameters_through(stack, stack_api):
+    """FoxAPI's custom protocol: the OpenAI chat parameters reach the upstream as sent; the caller's
+    attribution (user, metadata) and n = 1 stay with the gateway."""
+    parameters = {
+        "frequency_penalty": 0.5,
+        "presence_penalty": -0.5,
+        "seed": 7,
+        "logprobs": True,
+        "top_logprobs": 3,
+        "response_format": {"type": "json_object"},
+    }
+    attribution = {"user": "end-user-1", "metadata": {"team": "search"}, "n": 1}
+    messages = [{"role": "user", "content": "Hello"}]
+    completion, sent = run(stack, stack_api, {"messages": messages, **parameters, **attribution})
+    assert {name: sent.get(name) for name in parameters} == parameters
+    assert not set(attribution) & set(sent)
+    assert all(len(token.top_logprobs) == 3 for token in completion.choices[0].logprobs.content)

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from tasks.relay.providers import RELAYS, Upstream, UpstreamRequest
+from tasks.relay.providers import RELAYS, Upstream, UpstreamError, UpstreamRequest
 
 PNG = "data:image/png;base64,iVBORw0KGgo="
 SYSTEM = {"role": "system", "content": "Be brief."}
@@ -211,3 +211,15 @@ def test_openai_compatible_upstreams_get_no_cache_breakpoints():
     ]
     assert sent["tools"] == [{"type": "function", "function": {"name": "f"}}]
     assert CACHED[0]["content"][0]["cache_control"] == BREAKPOINT  # the task's request is left as it was
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+def test_a_provider_without_logprobs_refuses_them_for_another_channel_to_serve(provider):
+    """Model rules refuse logprobs for Claude and Gemini by name; a model of another name on such a
+    channel fails over rather than answer without them."""
+    request = UpstreamRequest(
+        model="m", messages=[{"role": "user", "content": "Hi"}], extra={"logprobs": True}
+    )
+    with pytest.raises(UpstreamError, match="do not return logprobs") as refused:
+        body(provider, request)
+    assert refused.value.retryable

@@ -47,6 +47,7 @@ class AnthropicRelay(Relay):
         return {"x-api-key": self.upstream.api_key, "anthropic-version": API_VERSION}
 
     def body(self, request: UpstreamRequest, *, stream: bool) -> dict[str, Any]:
+        self.logprobs_refused(request)
         max_tokens = request.max_tokens or request.default_max_tokens
         system = [m["content"] for m in request.messages if m["role"] in ("system", "developer")]
         body: dict[str, Any] = {

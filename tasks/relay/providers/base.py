@@ -130,6 +130,16 @@ class Relay(ABC):
             retryable=True,  # another channel of the model may
         )
 
+    def logprobs_refused(self, request: UpstreamRequest) -> None:
+        """For a provider that returns no logprobs: refuse a request for them, which another channel of
+        the model may serve, rather than answer without them."""
+        if "logprobs" in request.extra:
+            raise UpstreamError(
+                f"{type(self).__name__.removesuffix('Relay')} channels do not return logprobs",
+                code="upstream_rejected",
+                retryable=True,
+            )
+
     def redact(self, text: str) -> str:
         """Text safe to store and show: the channel's key, and anything shaped like a key, masked."""
         if self.upstream.api_key:

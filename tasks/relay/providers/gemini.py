@@ -58,6 +58,7 @@ class GeminiRelay(Relay):
         return {"x-goog-api-key": self.upstream.api_key}
 
     def body(self, request: UpstreamRequest) -> dict[str, Any]:
+        self.logprobs_refused(request)
         system = [m for m in request.messages if m["role"] in ("system", "developer")]
         body: dict[str, Any] = {"contents": _contents(request.messages)}
         if system:
