@@ -23,7 +23,7 @@ from unfold.widgets import UnfoldAdminPasswordWidget
 from foxgate.errors import ApiError
 from tasks.dashboards import failures_dashboard, usage_dashboard
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
-from tasks.serializers import ATTRIBUTION, is_inline
+from tasks.serializers import is_inline
 from tasks.services import (
     CHANNEL_FIELDS,
     MODEL_FIELDS,
@@ -438,6 +438,8 @@ class TaskAdmin(BigTableAdmin):
         "model",
         "dialect",
         "protocol",
+        "end_user",
+        "tags",
         "status",
         "progress",
         "stream",
@@ -557,7 +559,7 @@ def _resubmittable(task: Task) -> dict[str, Any]:
         "stream": task.stream,
         "sync": False,
         **{k: request.get(k) for k in ("max_tokens", "temperature", "reasoning")},
-        "parameters": task.upstream_parameters | {k: request[k] for k in ATTRIBUTION if k in request},
+        "parameters": task.upstream_parameters | task.attribution,
     }
 
 

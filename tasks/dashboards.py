@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from tasks.models import UsageRollup
+from tasks.models import AttributedUsage, UsageRollup
 from tenants.access import Perm, is_platform, scope
 
 DAYS = 30
@@ -49,14 +49,37 @@ def usage_dashboard(user) -> dict[str, Any]:
     totals = recent.aggregate(
         task_count=Sum("tasks"), spent=Sum("credits"), failed=Sum("tasks", filter=Q(status="failed"))
     )
+    attributed = scope(AttributedUsage.objects.filter(day__gte=since), user, Perm.MONEY)
     return {
         "days": _bars(days, "spent"),
         "by_model": top("model", "model"),
         "by_key": top("api_key", "api_key__key_id"),
         "by_tenant": top("tenant", "tenant__slug") if is_platform(user) else [],
+        "by_tag": _attributed(attributed.filter(kind=AttributedUsage.Kind.TAG), is_platform(user)),
+        "by_end_user": _attributed(attributed.filter(kind=AttributedUsage.Kind.USER), is_platform(user)),
         "totals": {k: v or Decimal(0) for k, v in totals.items()},
         "since": since,
     }
+
+
+def _attributed(rows: QuerySet, platform: bool) -> list[dict[str, Any]]:
+    """The top spenders among tags (`key=value`) or end users, each of a tenant; staff see which."""
+    top = (
+        rows.values("tenant__slug", "tag", "value")
+        .annotate(task_count=Sum("tasks"), spent=Sum("credits"))
+        .order_by("-spent", "tag", "value")[:TOP]
+    )
+    return _bars(
+        [
+            {
+                **row,
+                "name": (f"{row['tenant__slug']}: " if platform else "")
+                + (f"{row['tag']}={row['value']}" if row["tag"] else row["value"]),
+            }
+            for row in top
+        ],
+        "spent",
+    )
 
 
 def failures_dashboard(user) -> dict[str, Any]:

@@ -241,6 +241,10 @@ class Task(models.Model):
         help_text="The API the request came in through.",
     )
     request = models.JSONField(help_text="The normalized request: messages and generation parameters.")
+    # The caller's attribution (a request's `user` and `metadata`), kept beside the request rather than in
+    # it: spend is broken down by them for as long as the task row lives, whatever happens to its content.
+    end_user = models.CharField(max_length=256, blank=True, help_text="The end user the request names.")
+    tags = models.JSONField(default=dict, blank=True, help_text="The request's metadata: string tags.")
     stream = models.BooleanField(default=False)
     sync = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -315,6 +319,12 @@ class Task(models.Model):
         return {k: self.request[k] for k in ("top_p", "stop") if self.request.get(k) is not None}
 
     @property
+    def attribution(self) -> dict[str, Any]:
+        """The task's end user and tags as a request names them (`user`, `metadata`)."""
+        named = {"user": self.end_user, "metadata": self.tags}
+        return {name: value for name, value in named.items() if value}
+
+    @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
 
@@ -367,25 +377,33 @@ class StreamChunk(models.Model):
         return f"{self.task_id} #{self.seq}"
 
 
-class UsageRollup(models.Model):
-    """Finished tasks summed per day, tenant, key, model, serving channel and outcome.
-
-    Maintained by a scheduled job (tasks/rollups.py), so dashboards and failure views read thousands of
-    rows, never the millions of tasks."""
+class UsageCounts(models.Model):
+    """A rollup bucket's day and tenant, and what its finished tasks add up to."""
 
     day = models.DateField()
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
-    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
-    model = models.CharField(max_length=200)
-    channel = models.ForeignKey(Channel, on_delete=models.SET_NULL, null=True, related_name="+")
-    status = models.CharField(max_length=16)
-    error_code = models.CharField(max_length=64, blank=True)
     tasks = models.PositiveIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
     credits = models.DecimalField(default=Decimal(0), **CREDITS)
 
     objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+class UsageRollup(UsageCounts):
+    """Finished tasks summed per day, tenant, key, model, serving channel and outcome.
+
+    Maintained by a scheduled job (tasks/rollups.py), so dashboards and failure views read thousands of
+    rows, never the millions of tasks."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    model = models.CharField(max_length=200)
+    channel = models.ForeignKey(Channel, on_delete=models.SET_NULL, null=True, related_name="+")
+    status = models.CharField(max_length=16)
+    error_code = models.CharField(max_length=64, blank=True)
 
     class Meta:
         constraints = [
@@ -399,6 +417,32 @@ class UsageRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.tenant_id} {self.model} {self.status}: {self.tasks}"
+
+
+class AttributedUsage(UsageCounts):
+    """Finished tasks summed per day, tenant and attribution: per end user (kind `user`, the user in
+    `value`) and per tag (kind `tag`, the tag's key in `tag` and its value in `value`). Maintained with
+    the usage rollup, by the same job and watermark."""
+
+    class Kind(models.TextChoices):
+        USER = "user"
+        TAG = "tag"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    tag = models.CharField(max_length=64, blank=True)
+    value = models.CharField(max_length=512)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "tenant", "kind", "tag", "value"], name="attributed_usage_bucket_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "day"]), models.Index(fields=["day"])]
+
+    def __str__(self) -> str:
+        name = self.value if self.kind == self.Kind.USER else f"{self.tag}={self.value}"
+        return f"{self.day} {self.tenant_id} {self.kind} {name}: {self.credits}"
 
 
 class RollupWatermark(models.Model):

@@ -99,7 +99,6 @@ def task_submit(
         "reasoning": validated.get("reasoning"),
         # the OpenAI chat parameters the upstream is sent (tasks/relay/engine.py, upstream_request)
         "parameters": {k: v for k, v in validated["parameters"].items() if k not in ATTRIBUTION},
-        **{k: v for k, v in validated["parameters"].items() if k in ATTRIBUTION},
     }
     if "thinking" in validated:  # Anthropic's own thinking settings, as /v1/messages got them
         request["thinking"] = validated["thinking"]
@@ -121,6 +120,8 @@ def task_submit(
         protocol=validated["protocol"],
         dialect=dialect,
         request=request,
+        end_user=validated["parameters"].get("user", ""),
+        tags=validated["parameters"].get("metadata", {}),
         stream=validated["stream"],
         sync=validated["sync"],
         user_group=tenant.group,

@@ -17,7 +17,17 @@ from unfold.decorators import action, display
 from unfold.paginator import InfinitePaginator
 
 from tenants.access import Perm, TenantScopedAdmin, is_platform, tenants_with
-from tenants.models import ApiKey, AuditEvent, LedgerEntry, Membership, ModelRuleOverride, Spending, Tenant
+from tenants.billing import csv_value
+from tenants.models import (
+    ApiKey,
+    AuditEvent,
+    EndUserSpend,
+    LedgerEntry,
+    Membership,
+    ModelRuleOverride,
+    Spending,
+    Tenant,
+)
 from tenants.services import (
     KEY_FIELDS,
     OVERRIDE_FIELDS,
@@ -124,6 +134,7 @@ class TenantAdmin(TenantScopedAdmin):
         "status",
         "group",
         *LIMITS,
+        "end_user_budget",
         "balance",
         "held",
         "period_spend",
@@ -450,6 +461,8 @@ class LedgerEntryAdmin(BigTableAdmin):
             "api_key__key_id",
             "price__version",
             "memo",
+            "task__end_user",
+            "task__tags",
         )
         header = [
             "created_at",
@@ -461,6 +474,8 @@ class LedgerEntryAdmin(BigTableAdmin):
             "key",
             "price_version",
             "memo",
+            "end_user",
+            "tags",
         ]
 
         class Echo:
@@ -468,7 +483,8 @@ class LedgerEntryAdmin(BigTableAdmin):
                 return value
 
         writer = csv.writer(Echo())
-        body = (writer.writerow(row) for row in _with_header(header, rows.iterator(chunk_size=5000)))
+        lines = _with_header(header, rows.iterator(chunk_size=5000))
+        body = (writer.writerow([csv_value(value) for value in line]) for line in lines)
         response = StreamingHttpResponse(body, content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="ledger.csv"'
         return response
@@ -477,6 +493,29 @@ class LedgerEntryAdmin(BigTableAdmin):
 def _with_header(header, rows):
     yield header
     yield from rows
+
+
+@admin.register(EndUserSpend)
+class EndUserSpendAdmin(BigTableAdmin):
+    """Each end user's spend this period against its tenant's end-user budget; written by tasks only."""
+
+    read_perm = Perm.MONEY
+    list_display = ("end_user", "tenant", "period_spend", "held", "budget_text", "period_started_at")
+    list_select_related = ("tenant",)
+    search_fields = ("end_user",)
+    ordering = ("tenant", "end_user")  # the unique index
+    readonly_fields = ("tenant", "end_user", "period_spend", "held", "period_started_at")
+
+    @display(description="budget")
+    def budget_text(self, obj: EndUserSpend) -> str:
+        budget = obj.tenant.end_user_budget
+        return "—" if budget is None else f"{budget} per {obj.tenant.budget_period}"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
 
 @admin.register(AuditEvent)

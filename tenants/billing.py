@@ -3,20 +3,23 @@
 The invariants, for every tenant and key and every task:
 - a tenant's balance is the sum of its ledger's amounts, and its held credits the sum of its held changes;
 - a key's held credits are the sum of the held changes of its lines;
+- an end user's held credits are what its unfinished tasks reserved;
 - a task has exactly one hold of its reserved credits; once finished, capture/release lines that return
   the whole hold and a capture equal to what the task says it was charged; nothing else.
 """
 
 import csv
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
-from typing import TextIO
+from typing import Any, TextIO
 
+from django.db import connection
 from django.db.models import Count, DecimalField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 
-from tenants.models import ApiKey, LedgerEntry, Tenant
+from tenants.models import ApiKey, EndUserSpend, LedgerEntry, Tenant
 
 ZERO = Value(Decimal(0), output_field=DecimalField(max_digits=20, decimal_places=6))
 SETTLING = (LedgerEntry.Kind.CAPTURE, LedgerEntry.Kind.RELEASE)
@@ -51,8 +54,33 @@ def billing_discrepancies(
         if key.held != ledger_held:
             yield f"key {key.key_id}: held is {key.held} but its ledger lines hold {ledger_held}"
 
+    yield from _end_user_discrepancies(tenants)
     for task in _task_ledgers(tenants, since, until):
         yield from _task_discrepancies(task)
+
+
+def _end_user_discrepancies(tenants: QuerySet) -> Iterator[str]:
+    """An end user holds what its unfinished tasks reserved (its tasks' ledger lines hold the same)."""
+    from tasks.models import Task
+
+    running = (
+        Task.objects.filter(tenant__in=tenants, status__in=Task.UNFINISHED)
+        .exclude(end_user="")
+        .values("tenant", "end_user")
+        .annotate(held=Sum("credits_reserved"))
+    )
+    reserved = {(row["tenant"], row["end_user"]): row["held"] for row in running}
+    # the end users holding anything, or who should: not the many whose tasks are all done
+    rows = EndUserSpend.objects.filter(tenant__in=tenants).filter(
+        ~Q(held=0) | Q(end_user__in={end_user for _, end_user in reserved})
+    )
+    for spend in rows.select_related("tenant"):
+        expected = reserved.get((spend.tenant_id, spend.end_user), Decimal(0))
+        if spend.held != expected:
+            yield (
+                f"tenant {spend.tenant.slug}, end user {spend.end_user!r}: held is {spend.held} but its "
+                f"running tasks reserved {expected}"
+            )
 
 
 def _task_ledgers(tenants: QuerySet, since: datetime | None, until: datetime | None) -> QuerySet:
@@ -110,6 +138,8 @@ CSV_COLUMNS = [
     "credits_reserved",
     "credits_charged",
     "charge_basis",
+    "end_user",
+    "tags",
 ]
 
 
@@ -138,11 +168,62 @@ def billing_csv(
         "credits_reserved",
         "credits_charged",
         "charge_basis",
+        "end_user",
+        "tags",
     )
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     count = 0
     for row in rows.iterator(chunk_size=2000):
-        writer.writerow(["" if value is None else value for value in row])
+        writer.writerow([csv_value(value) for value in row])
         count += 1
     return count
+
+
+def csv_value(value: Any) -> Any:
+    """A value as a CSV cell: None empty, tags (a dict) as JSON, anything else as it is."""
+    if value is None:
+        return ""
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+
+
+SPEND_BY = ("tag", "user")
+# Spend per tag of the charged tasks carrying it, per tenant; a task with two tags counts in both.
+SPEND_BY_TAG = """
+SELECT tenant.slug, tag.key, tag.value, count(*), sum(task.credits_charged)
+FROM tasks_task task JOIN tenants_tenant tenant ON tenant.id = task.tenant_id
+    CROSS JOIN jsonb_each_text(task.tags) AS tag
+WHERE task.tags <> '{}'::jsonb AND task.credits_charged IS NOT NULL
+    AND (%(tenant)s::bigint IS NULL OR task.tenant_id = %(tenant)s)
+    AND (%(since)s::timestamptz IS NULL OR task.created_at >= %(since)s)
+    AND (%(until)s::timestamptz IS NULL OR task.created_at < %(until)s)
+GROUP BY 1, 2, 3
+ORDER BY 1, 5 DESC, 2, 3
+"""
+
+
+def spend_by(
+    by: str, *, tenant: Tenant | None = None, since: datetime | None = None, until: datetime | None = None
+) -> list[tuple[Any, ...]]:
+    """(tenant slug, end user or tag key and value, tasks, credits) of the charged tasks of the period
+    (created in it, as the CSV counts them) per end user (`by="user"`) or per tag (`by="tag"`)."""
+    from tasks.models import Task
+
+    if by == "tag":
+        window = {"tenant": tenant and tenant.pk, "since": since, "until": until}
+        with connection.cursor() as cursor:
+            cursor.execute(SPEND_BY_TAG, window)
+            return cursor.fetchall()
+    tasks = Task.objects.exclude(end_user="").filter(credits_charged__isnull=False)
+    if tenant is not None:
+        tasks = tasks.filter(tenant=tenant)
+    if since:
+        tasks = tasks.filter(created_at__gte=since)
+    if until:
+        tasks = tasks.filter(created_at__lt=until)
+    rows = (
+        tasks.values("tenant__slug", "end_user")
+        .annotate(tasks=Count("id"), credits=Sum("credits_charged"))
+        .order_by("tenant__slug", "-credits", "end_user")
+    )
+    return [(r["tenant__slug"], r["end_user"], r["tasks"], r["credits"]) for r in rows]

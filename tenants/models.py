@@ -70,6 +70,12 @@ class Tenant(Spending):
     # Credits the tenant owns: the sum of its ledger's amounts. Its `held` is the sum of the ledger's held
     # changes, so what it may still spend is balance - held.
     balance = models.DecimalField(default=Decimal(0), **CREDITS)
+    end_user_budget = models.DecimalField(
+        null=True,
+        blank=True,
+        help_text="Credits each end user (a request's `user`) may spend per budget period; blank: no limit.",
+        **CREDITS,
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -289,6 +295,29 @@ def _digest_matches(digest: str, pepper_id: str, secret: str) -> bool:
     if pepper_id not in settings.API_KEY_PEPPERS:
         return False  # its pepper was retired: the key can no longer be verified
     return hmac.compare_digest(digest, ApiKey.digest_secret(secret, pepper_id))
+
+
+class EndUserSpend(models.Model):
+    """What one end user of a tenant (the `user` its requests name) has set aside and spent this budget
+    period (the tenant's), checked against the tenant's end-user budget by the same conditional updates
+    as the tenant's and the key's own (tenants/services.py credits_hold)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="end_users")
+    end_user = models.CharField(max_length=256)
+    held = models.DecimalField(default=Decimal(0), **CREDITS)
+    period_spend = models.DecimalField(default=Decimal(0), **CREDITS)
+    period_started_at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "end_user"], name="end_user_spend_unique"),
+            models.CheckConstraint(condition=models.Q(held__gte=0), name="end_user_held_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.end_user} of {self.tenant_id}"
 
 
 class LedgerEntry(models.Model):

@@ -20,6 +20,7 @@ from tenants.models import (
     LIMIT_FIELDS,
     ApiKey,
     AuditEvent,
+    EndUserSpend,
     LedgerEntry,
     Membership,
     ModelRuleOverride,
@@ -88,7 +89,7 @@ def tenant_create(
 
 # What an operator may change on a tenant or a key. Money columns (balance, held, period_spend,
 # period_started_at) are not among them: only the ledger services below move those.
-TENANT_FIELDS = ("slug", "name", "status", "group", *LIMIT_FIELDS)
+TENANT_FIELDS = ("slug", "name", "status", "group", *LIMIT_FIELDS, "end_user_budget")
 KEY_FIELDS = ("name", "allowed_models", "allowed_ips", "expires_at", *LIMIT_FIELDS)
 
 
@@ -432,10 +433,11 @@ def credits_hold(*, task: "Task", alongside: Sequence[Alongside] = ()) -> None:
     )
 
 
-# Lock order as everywhere else: the tenant's row, then the key's. The task's row names the key whose
-# hold succeeded, `(SELECT id FROM key_hold)`: when the tenant's hold succeeded and the key's did not (its
-# budget is full), that is NULL, and the NOT NULL column fails the whole statement, the tenant's hold with
-# it; a statement cannot otherwise take back the part of it that already ran.
+# Lock order as everywhere else: the tenant's row, then the key's, then the end user's. The task's row
+# names the key whose hold succeeded, `(SELECT id FROM key_hold)`: when the tenant's hold succeeded and
+# the key's did not (its budget is full), that is NULL, and the NOT NULL column fails the whole statement,
+# the tenant's hold with it; a statement cannot otherwise take back the part of it that already ran. A
+# task naming an end user names it the same way, `(SELECT end_user FROM end_user_hold)`.
 HOLD = """
     WITH tenant_hold AS (
         UPDATE tenants_tenant SET held = held + %s
@@ -446,18 +448,32 @@ HOLD = """
         WHERE id = %s AND (budget IS NULL OR budget >= period_spend + held + %s)
           AND EXISTS (SELECT FROM tenant_hold)
         RETURNING id
-    ), task_row AS ({task} RETURNING 1){rows}
+    ){end_user}, task_row AS ({task} RETURNING 1){rows}
     SELECT count(*) FROM task_row
 """
+# The end user's row is made by its first request; the budget is the tenant's end_user_budget.
+END_USER_HOLD = """, end_user_hold AS (
+        INSERT INTO tenants_enduserspend AS u (tenant_id, end_user, held, period_spend, period_started_at)
+        SELECT %s, %s, %s, 0, %s FROM key_hold WHERE %s::numeric IS NULL OR %s::numeric >= %s
+        ON CONFLICT (tenant_id, end_user) DO UPDATE SET held = u.held + EXCLUDED.held
+        WHERE %s::numeric IS NULL OR %s::numeric >= u.period_spend + u.held + EXCLUDED.held
+        RETURNING u.end_user
+    )"""
 
 
 def _hold_statement(task: "Task", alongside: Sequence[Alongside]) -> tuple[str, list[Any]]:
     amount = task.credits_reserved
     tenant_id, key_id = task.tenant_id, task.api_key_id
     params: list[Any] = [amount, tenant_id, amount, amount, amount, key_id, amount]
-    task_sql, task_params = insert_select(
-        task, source="tenant_hold", expressions={"api_key_id": "(SELECT id FROM key_hold)"}
-    )
+    expressions = {"api_key_id": "(SELECT id FROM key_hold)"}
+    end_user = ""
+    if task.end_user:
+        budget = task.tenant.end_user_budget
+        start = period_start(task.tenant.budget_period)
+        params += [tenant_id, task.end_user, amount, start, budget, budget, amount, budget, budget]
+        expressions["end_user"] = "(SELECT end_user FROM end_user_hold)"
+        end_user = END_USER_HOLD
+    task_sql, task_params = insert_select(task, source="tenant_hold", expressions=expressions)
     params += task_params
     line = LedgerEntry(
         tenant_id=tenant_id,
@@ -472,7 +488,7 @@ def _hold_statement(task: "Task", alongside: Sequence[Alongside]) -> tuple[str, 
         row_sql, row_params = insert_select(row, source="task_row", expressions=expressions)
         rows += f", row_{number} AS ({row_sql})"
         params += row_params
-    return HOLD.format(task=task_sql, rows=rows), params
+    return HOLD.format(end_user=end_user, task=task_sql, rows=rows), params
 
 
 def _hold_inserted(sql: str, params: list[Any]) -> bool:
@@ -484,8 +500,11 @@ def _hold_inserted(sql: str, params: list[Any]) -> bool:
             return _count_one(sql, params)
     except IntegrityError as error:
         cause = error.__cause__
-        if isinstance(cause, psycopg.errors.NotNullViolation) and cause.diag.column_name == "api_key_id":
-            return False  # the tenant had room, the key's budget had not
+        if isinstance(cause, psycopg.errors.NotNullViolation) and cause.diag.column_name in (
+            "api_key_id",
+            "end_user",
+        ):
+            return False  # the tenant had room, the key's or the end user's budget had not
         raise
 
 
@@ -518,6 +537,15 @@ def _hold_refusal(task: "Task") -> InsufficientQuota | None:
             f"for a request that may cost up to {amount}.",
             code="budget_exceeded",
         )
+    budget = tenant.end_user_budget
+    if task.end_user and budget is not None:
+        spent = EndUserSpend.objects.filter(tenant=tenant, end_user=task.end_user).first()
+        if budget < (spent.period_spend + spent.held if spent else 0) + amount:
+            return InsufficientQuota(
+                f"End user {task.end_user!r} has no room in the {ADJECTIVES[tenant.budget_period]} budget "
+                f"of {budget} credits each end user has, for a request that may cost up to {amount}.",
+                code="budget_exceeded",
+            )
     return None
 
 
@@ -551,6 +579,12 @@ settle_key AS (
         period_spend = k.period_spend + %(settle_cost)s
     FROM settled g, settle_tenant WHERE k.id = g.api_key_id
     RETURNING k.id
+),
+settle_end_user AS (
+    UPDATE tenants_enduserspend u SET held = u.held - %(settle_reserved)s,
+        period_spend = u.period_spend + %(settle_cost)s
+    FROM settled g, settle_key WHERE u.tenant_id = g.tenant_id AND u.end_user = g.end_user
+    RETURNING u.id
 )"""
 
 
@@ -590,10 +624,14 @@ def budgets_reset(*, now: datetime | None = None) -> int:
     """Start a new budget period for every tenant and key whose period has ended. Run on schedule."""
     now = now or timezone.now()
     reset = 0
-    for model in (Tenant, ApiKey):
-        for period in Spending.Period.values:
-            start = period_start(period, now)
-            reset += model.objects.filter(budget_period=period, period_started_at__lt=start).update(
+    for period in Spending.Period.values:
+        start = period_start(period, now)
+        for rows in (
+            Tenant.objects.filter(budget_period=period),
+            ApiKey.objects.filter(budget_period=period),
+            EndUserSpend.objects.filter(tenant__budget_period=period),  # the tenant's period
+        ):
+            reset += rows.filter(period_started_at__lt=start).update(
                 period_spend=Decimal(0), period_started_at=start
             )
     return reset

@@ -88,7 +88,7 @@ WITH settled AS (
         error_code = %(error_code)s, error_message = %(error_message)s, finished_at = %(finished_at)s,
         channel_id = %(channel)s, credits_charged = %(settle_cost)s, charge_basis = %(settle_basis)s
     WHERE id = %(task)s AND status IN ('pending', 'processing')
-    RETURNING id, tenant_id, api_key_id, price_id
+    RETURNING id, tenant_id, api_key_id, price_id, end_user
 )"""
 # A successful call's attempt, and its channel's breaker closing, are recorded whatever the gate says:
 # they are facts about the channel, true even when another delivery settled the task first.

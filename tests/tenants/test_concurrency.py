@@ -12,7 +12,7 @@ import pytest
 
 from tasks.services import channel_add, price_set
 from tenants.billing import billing_discrepancies
-from tenants.models import LedgerEntry, Tenant
+from tenants.models import EndUserSpend, LedgerEntry, Tenant
 from tenants.services import apikey_issue, apikey_revoke, tenant_create
 from tests.helpers import poll_until_finished
 
@@ -105,6 +105,36 @@ def test_concurrent_submits_never_exceed_a_key_budget_and_a_refusal_holds_nothin
     assert tenant.held == 0 and tenant.balance == Decimal(100) - per_task * affordable
     assert list(billing_discrepancies(tenant=tenant)) == []
     assert LedgerEntry.objects.filter(tenant=tenant, kind="hold").count() == affordable
+
+
+def test_concurrent_submits_never_exceed_an_end_users_budget(stack, exact_price_model):
+    """100 submits naming one end user at once over both web servers: the tenant's end-user budget
+    admits exactly what it covers, and another end user keeps a budget of its own."""
+    per_task = exact_price_model
+    affordable = 10
+    tenant = tenant_create(slug="peruser", credits=Decimal(100), end_user_budget=per_task * affordable)
+    secret = apikey_issue(tenant=tenant).secret
+    httpx.post(f"{stack.fake_url}/_fake/config", json={"latency": 1.0})  # holds pile up while tasks run
+
+    messages = [{"role": "user", "content": PROMPT}]
+    body = {"model": "exact-model", "messages": messages, "max_tokens": MAX_TOKENS, "user": "alice"}
+    responses = asyncio.run(burst(stack.web_urls, secret, 100, body))
+
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == affordable, sorted(set(statuses))
+    refusals = [r.json()["error"] for r in responses if r.status_code != 200]
+    assert {error["code"] for error in refusals} == {"budget_exceeded"}
+    assert all("'alice'" in error["message"] for error in refusals)
+    (bob,) = asyncio.run(burst(stack.web_urls, secret, 1, body | {"user": "bob"}))
+    assert bob.status_code == 200
+
+    accepted = {r.json()["id"] for r in [*responses, bob] if r.status_code == 200}
+    with httpx.Client(base_url=stack.web_url, headers={"Authorization": f"Bearer {secret}"}) as client:
+        finished = [poll_until_finished(client, task_id, timeout=60) for task_id in accepted]
+    assert {task["status"] for task in finished} == {"completed"}
+    alice = EndUserSpend.objects.get(tenant=tenant, end_user="alice")
+    assert (alice.held, alice.period_spend) == (0, per_task * affordable)
+    assert list(billing_discrepancies(tenant=tenant)) == []
 
 
 def test_rate_limit_holds_across_web_processes(stack, exact_price_model):

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import ProgrammingError, connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -13,8 +14,9 @@ from tasks.models import Task
 from tasks.relay.settle import task_charge
 from tasks.services import price_set
 from tenants.authentication import key_cache
-from tenants.models import ApiKey, LedgerEntry, Tenant
-from tenants.services import apikey_issue, budgets_reset, limits_set
+from tenants.billing import billing_discrepancies
+from tenants.models import ApiKey, EndUserSpend, LedgerEntry, Tenant
+from tenants.services import apikey_issue, budgets_reset, limits_set, tenant_update
 
 pytestmark = pytest.mark.django_db
 
@@ -157,3 +159,44 @@ def test_budget_resets_and_window_pruning_are_scheduled_in_the_cluster():
     assert {"tenants.jobs.budgets_reset_job", "tenants.jobs.rate_events_prune_job"} <= funcs
     for func in funcs:
         import_string(func)  # every scheduled job names a real function
+
+
+def chat(client, **body):
+    messages = [{"role": "user", "content": "hello"}]
+    return client.post(
+        "/v1/llm/generations", {"model": "fake-model", "messages": messages, **body}, format="json"
+    )
+
+
+def test_each_end_user_has_the_tenants_end_user_budget_and_spends_it_until_the_period_resets(
+    api, tenant, openai_channel
+):
+    tenant_update(tenant=tenant, end_user_budget=Decimal("0.005"), budget_period="day")
+    key_cache.clear()  # the tenant as admission sees it, at once
+    # each request holds about 0.002 credits (1000 output tokens at 2 per million)
+    first = chat(api, max_tokens=1000, user="alice")
+    assert first.status_code == 200
+    assert chat(api, max_tokens=1000, user="alice").status_code == 200
+    refused = chat(api, max_tokens=1000, user="alice")
+    assert refused.status_code == 402 and refused.json()["error"]["code"] == "budget_exceeded"
+    assert "'alice'" in refused.json()["error"]["message"]
+    assert chat(api, max_tokens=1000, user="bob").status_code == 200  # another end user's own budget
+    assert chat(api, max_tokens=1000).status_code == 200  # a request naming nobody is the tenant's
+
+    task_run(first.json()["id"])
+    alice = EndUserSpend.objects.get(tenant=tenant, end_user="alice")
+    charged = Task.objects.get(pk=first.json()["id"]).credits_charged
+    assert (
+        alice.period_spend == charged
+        and alice.held
+        == Task.objects.filter(end_user="alice", status="pending").aggregate(held=Sum("credits_reserved"))[
+            "held"
+        ]
+    )
+    assert not list(billing_discrepancies(tenant=tenant))
+
+    EndUserSpend.objects.filter(pk=alice.pk).update(period_started_at=timezone.now() - timedelta(days=1))
+    assert budgets_reset() >= 1
+    alice.refresh_from_db()
+    assert alice.period_spend == 0
+    assert chat(api, max_tokens=1000, user="alice").status_code == 200

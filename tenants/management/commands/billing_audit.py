@@ -1,14 +1,15 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from foxgate.cli import parse_date
-from tenants.billing import billing_csv, billing_discrepancies
+from tenants.billing import SPEND_BY, billing_csv, billing_discrepancies, spend_by
 from tenants.models import Tenant
 
 
 class Command(BaseCommand):
     help = (
         "Check that every balance equals its ledger and every task's hold, capture and release lines add up; "
-        "exit 1 naming each discrepancy. With --csv, write one row per task of the period."
+        "exit 1 naming each discrepancy. With --csv, write one row per task of the period; with --by, print "
+        "the spend of the period's charged tasks per tag or per end user."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -16,9 +17,17 @@ class Command(BaseCommand):
         parser.add_argument("--since", help="tasks created on or after this ISO date")
         parser.add_argument("--until", help="tasks created before this ISO date")
         parser.add_argument("--csv", dest="csv_path", help="write the per-task CSV here")
+        parser.add_argument("--by", choices=SPEND_BY, help="print spend per tag (key=value) or per end user")
 
     def handle(
-        self, *args, tenant: str | None, since: str | None, until: str | None, csv_path: str | None, **options
+        self,
+        *args,
+        tenant: str | None,
+        since: str | None,
+        until: str | None,
+        csv_path: str | None,
+        by: str | None,
+        **options,
     ) -> None:
         scope = None
         if tenant is not None:
@@ -33,6 +42,10 @@ class Command(BaseCommand):
             with open(csv_path, "w", newline="") as out:
                 rows = billing_csv(out, tenant=scope, **period)
             self.stdout.write(f"wrote {rows} tasks to {csv_path}")
+        if by:
+            for row in spend_by(by, tenant=scope, **period):
+                slug, *name, tasks, credits = row
+                self.stdout.write(f"{slug}\t{'='.join(name)}\t{tasks} tasks\t{credits} credits")
         problems = list(billing_discrepancies(tenant=scope, **period))
         for problem in problems:
             self.stderr.write(problem)
