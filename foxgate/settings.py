@@ -142,6 +142,27 @@ LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "admin:index"
 ASGI_APPLICATION = "foxgate.asgi.application"
 
+# Single sign-on to the admin site with OpenID Connect (tenants/sso.py), on when an issuer is set; password
+# sign-in stays on unless FOXGATE_PASSWORD_LOGIN=0.
+OIDC_ISSUER = env_str("FOXGATE_OIDC_ISSUER").rstrip("/")
+PASSWORD_LOGIN = env_bool("FOXGATE_PASSWORD_LOGIN", True)
+if not (OIDC_ISSUER or PASSWORD_LOGIN):
+    raise ImproperlyConfigured("FOXGATE_PASSWORD_LOGIN=0 needs FOXGATE_OIDC_ISSUER: else nobody can sign in")
+AUTHENTICATION_BACKENDS = [
+    *(["tenants.sso.SsoBackend"] if OIDC_ISSUER else []),
+    *(["django.contrib.auth.backends.ModelBackend"] if PASSWORD_LOGIN else []),
+]
+OIDC_RP_CLIENT_ID = env_str("FOXGATE_OIDC_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env_str("FOXGATE_OIDC_CLIENT_SECRET")
+OIDC_RP_SIGN_ALGO = env_str("FOXGATE_OIDC_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = env_str("FOXGATE_OIDC_SCOPES", "openid email profile")
+OIDC_GROUPS_CLAIM = env_str("FOXGATE_OIDC_GROUPS_CLAIM", "groups")
+OIDC_GROUP_ROLES = env_str("FOXGATE_OIDC_GROUP_ROLES")  # JSON: group -> "staff" or "TENANT:ROLE"
+OIDC_USE_PKCE = True
+OIDC_AUTHENTICATE_CLASS = "tenants.sso.SsoAuthenticationRequestView"
+OIDC_TIMEOUT = 10
+LOGIN_REDIRECT_URL_FAILURE = "/sso/refused/"
+
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
@@ -152,6 +173,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "foxgate.urls.sign_in_options",
             ],
         },
     },

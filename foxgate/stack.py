@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,17 +116,22 @@ class Stack:
                 output.close()  # the child has its own copy of the descriptor
 
     def _wait_until_up(self, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.exited():
-                raise StackError(f"{', '.join(self.exited())} exited during startup")
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise StackError(f"{url} did not answer within {timeout:g}s")
+        wait_until_up(url, timeout, self.exited)
+
+
+def wait_until_up(url: str, timeout: float, exited: Callable[[], list[str]]) -> None:
+    """Poll `url` until it answers 200; `exited` names the processes that died meanwhile, if any."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if exited():
+            raise StackError(f"{', '.join(exited())} exited during startup")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise StackError(f"{url} did not answer within {timeout:g}s")
 
 
 def default_sigint() -> None:

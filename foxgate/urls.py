@@ -1,9 +1,11 @@
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
 from foxgate.health import healthz, readyz
 from foxgate.metrics import metrics
+from tenants.sso import sso_refused
 
 HOME_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>FoxGate</title></head>
@@ -24,11 +26,19 @@ def home(request: HttpRequest) -> HttpResponse:
     return HttpResponse(HOME_PAGE)
 
 
+def sign_in_options(request: HttpRequest) -> dict[str, bool]:
+    """For the admin's sign-in page (templates/admin/login.html): which ways to sign in it offers."""
+    return {"sso_sign_in": bool(settings.OIDC_ISSUER), "password_sign_in": settings.PASSWORD_LOGIN}
+
+
 urlpatterns = [
     path("", home, name="home"),
     path("v1/", include("tasks.urls")),
     path("admin/", admin.site.urls),
+    path("sso/refused/", sso_refused, name="sso_refused"),
     path("healthz", healthz),
     path("readyz", readyz),
     path("metrics", metrics),
 ]
+if settings.OIDC_ISSUER:
+    urlpatterns.append(path("oidc/", include("mozilla_django_oidc.urls")))

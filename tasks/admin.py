@@ -16,7 +16,7 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django_q.tasks import async_task
-from unfold.admin import ModelAdmin, TabularInline
+from unfold.admin import TabularInline
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminPasswordWidget
 
@@ -34,7 +34,7 @@ from tasks.services import (
     price_set,
     task_submit,
 )
-from tenants.access import Perm, can_any, is_platform, scope
+from tenants.access import Perm, PlatformAdmin, can_any, is_platform, scope
 from tenants.admin import BigTableAdmin, admin_actor, form_values
 from tenants.models import ApiKey, Tenant
 
@@ -46,25 +46,6 @@ ERROR_CODES = (
     "content_filtered",
     "internal_error",
 )
-
-
-class PlatformAdmin(ModelAdmin):
-    """Pages only platform staff see: the catalog and the channels."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return is_platform(request.user)
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return is_platform(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return is_platform(request.user)
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return is_platform(request.user)
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 class PriceHistory(TabularInline):

@@ -198,3 +198,22 @@ def sees_money_pages(request: HttpRequest) -> bool:
 def sees_audit_log(request: HttpRequest) -> bool:
     """For the admin sidebar: the audit log, by the same rule as AuditEventAdmin (its read_perm)."""
     return can_any(request.user, Perm.AUDIT)
+
+
+class PlatformAdmin(ModelAdmin):
+    """Pages only platform staff see: the catalog, the channels, the single sign-on identities."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_platform(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return is_platform(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return is_platform(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return is_platform(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

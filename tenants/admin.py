@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from unfold.decorators import action, display
 from unfold.paginator import InfinitePaginator
 
-from tenants.access import Perm, TenantScopedAdmin, is_platform, tenants_with
+from tenants.access import Perm, PlatformAdmin, TenantScopedAdmin, is_platform, tenants_with
 from tenants.billing import csv_value
 from tenants.models import (
     ApiKey,
@@ -26,6 +26,7 @@ from tenants.models import (
     Membership,
     ModelRuleOverride,
     Spending,
+    SsoIdentity,
     Tenant,
 )
 from tenants.services import (
@@ -40,6 +41,7 @@ from tenants.services import (
     apikey_update,
     credits_topup,
     membership_add,
+    membership_remove,
     membership_update,
     override_add,
     override_update,
@@ -393,6 +395,13 @@ class MembershipAdmin(TenantScopedAdmin):
             return
         obj.pk = membership_add(actor=admin_actor(request), **values).pk
 
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        membership_remove(membership=obj, actor=admin_actor(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for membership in queryset.select_related("user", "tenant"):
+            membership_remove(membership=membership, actor=admin_actor(request))
+
 
 @admin.register(ModelRuleOverride)
 class ModelRuleOverrideAdmin(TenantScopedAdmin):
@@ -510,6 +519,31 @@ class EndUserSpendAdmin(BigTableAdmin):
     def budget_text(self, obj: EndUserSpend) -> str:
         budget = obj.tenant.end_user_budget
         return "—" if budget is None else f"{budget} per {obj.tenant.budget_period}"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(SsoIdentity)
+class SsoIdentityAdmin(PlatformAdmin):
+    """Who signed in through the identity provider, with the groups they came with and the roles those
+    gave them (tenants/sso.py); written by sign-in only."""
+
+    list_display = ("user", "subject", "groups", "roles", "last_sign_in")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "subject")
+    ordering = ("-last_sign_in",)
+    readonly_fields = ("user", "issuer", "subject", "groups", "roles", "last_sign_in")
+    fields = readonly_fields
+
+    @display(description="roles")
+    def roles(self, obj: SsoIdentity) -> str:
+        roles = ["platform staff"] if obj.user.is_superuser else []
+        roles += [f"{m.tenant.slug}: {m.role}" for m in obj.user.memberships.select_related("tenant")]
+        return ", ".join(roles) or "none"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

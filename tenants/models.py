@@ -150,6 +150,29 @@ class Membership(models.Model):
         return f"{self.user} · {self.tenant} ({self.role})"
 
 
+class SsoIdentity(models.Model):
+    """The identity provider's account a Django user signs in as (tenants/sso.py): its issuer and the
+    subject the provider names it by, which never changes, unlike an email or a user name."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identity"
+    )
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    groups = models.JSONField(
+        default=list, help_text="The groups of the last sign-in, as the provider sent them."
+    )
+    last_sign_in = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="sso_identity_unique")]
+        verbose_name = "SSO identity"
+        verbose_name_plural = "SSO identities"
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.subject} at {self.issuer})"
+
+
 class ApiKey(Spending):
     """A tenant's API key. The secret itself is never stored: only an HMAC of it, keyed by a pepper.
 

@@ -325,6 +325,19 @@ def membership_update(*, membership: Membership, actor: Actor = SYSTEM, **change
     )
 
 
+def membership_remove(*, membership: Membership, actor: Actor = SYSTEM) -> None:
+    """Take a user's role in a tenant away."""
+    with transaction.atomic():
+        membership.delete()
+        audit_record(
+            actor=actor,
+            action="member.remove",
+            tenant=membership.tenant,
+            target=f"user {membership.user.get_username()}",
+            details={"role": membership.role},
+        )
+
+
 OVERRIDE_FIELDS = ("model_pattern", "disabled", "max_images", "max_output_tokens", "reasoning")
 
 

@@ -1,12 +1,15 @@
+import os
 import socket
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-from django.db import connection
+from django.db import connection, connections
+from playwright.sync_api import Browser, sync_playwright
 from psycopg.conninfo import make_conninfo
 from rest_framework.test import APIClient
 
@@ -186,3 +189,42 @@ def forget_cached_keys():
     from tenants.authentication import key_cache
 
     key_cache.clear()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for the whole test module (the admin's browser tests).
+
+    Playwright's sync API keeps an asyncio loop marked as running on this thread while it is started,
+    which trips Django's guard against ORM calls from async code; nothing here is async (Playwright
+    runs its loop in a greenlet), so the guard is lifted for this module only. While the loop runs,
+    Django also keeps its connections apart from the thread's usual ones, so they are closed here,
+    before the loop stops, or the test database could not be dropped at the end."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+            connections.close_all()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous

@@ -19,9 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connections
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, Response, sync_playwright
+from playwright.sync_api import Page, Response
 
 from tasks.models import Channel
 from tasks.rollups import usage_rollup
@@ -32,46 +31,9 @@ from tests.helpers import poll_until_finished
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "browser-test-password-1"
 UPSTREAM_KEY = "upstream-sk-never-shown-8f3a2c"
 MODEL = "fake-model"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium for the whole file.
-
-    Playwright's sync API keeps an asyncio loop marked as running on this thread while it is started,
-    which trips Django's guard against ORM calls from async code; nothing here is async (Playwright
-    runs its loop in a greenlet), so the guard is lifted for this module only. While the loop runs,
-    Django also keeps its connections apart from the thread's usual ones, so they are closed here,
-    before the loop stops, or the test database could not be dropped at the end."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            yield chromium
-            chromium.close()
-            connections.close_all()
-    finally:
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @dataclass
