@@ -163,6 +163,18 @@ OIDC_AUTHENTICATE_CLASS = "tenants.sso.SsoAuthenticationRequestView"
 OIDC_TIMEOUT = 10
 LOGIN_REDIRECT_URL_FAILURE = "/sso/refused/"
 
+# Alerts (tenants/alerts.py): webhooks and email, sent from the worker cluster.
+ALLOW_PRIVATE_WEBHOOKS = env_bool("FOXGATE_ALLOW_PRIVATE_WEBHOOKS")
+WEBHOOK_CA_BUNDLE = env_str("FOXGATE_WEBHOOK_CA_BUNDLE")  # a CA file to trust besides the usual ones
+EMAIL_BACKEND = env_str("FOXGATE_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_FILE_PATH = env_str("FOXGATE_EMAIL_FILE_PATH") or None
+EMAIL_HOST = env_str("FOXGATE_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("FOXGATE_EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("FOXGATE_EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("FOXGATE_EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("FOXGATE_EMAIL_USE_TLS")
+DEFAULT_FROM_EMAIL = env_str("FOXGATE_EMAIL_FROM", "foxgate@localhost")
+
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
@@ -266,6 +278,38 @@ UNFOLD = {
                         "admin:tenants_ledgerentry_changelist",
                         access="sees_money_pages",
                     ),
+                    _nav(
+                        "End users' spend",
+                        "person_search",
+                        "admin:tenants_enduserspend_changelist",
+                        access="sees_money_pages",
+                    ),
+                ],
+            },
+            {
+                "title": "Alerts",
+                "items": [
+                    _nav(
+                        "Alert rules",
+                        "notifications",
+                        "admin:tenants_alertrule_changelist",
+                        access="sees_money_pages",
+                    ),
+                    _nav(
+                        "Alerts sent", "campaign", "admin:tenants_alert_changelist", access="sees_money_pages"
+                    ),
+                    _nav(
+                        "Webhooks",
+                        "webhook",
+                        "admin:tenants_webhookendpoint_changelist",
+                        access="sees_money_pages",
+                    ),
+                    _nav(
+                        "Webhook deliveries",
+                        "outbox",
+                        "admin:tenants_webhookdelivery_changelist",
+                        access="sees_money_pages",
+                    ),
                 ],
             },
             {
@@ -278,6 +322,7 @@ UNFOLD = {
                         "Audit log", "history", "admin:tenants_auditevent_changelist", access="sees_audit_log"
                     ),
                     _nav("Users", "person", "admin:auth_user_changelist", platform=True),
+                    _nav("SSO identities", "badge", "admin:tenants_ssoidentity_changelist", platform=True),
                 ],
             },
         ],

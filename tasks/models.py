@@ -318,6 +318,10 @@ class Task(models.Model):
             return self.request["parameters"]
         return {k: self.request[k] for k in ("top_p", "stop") if self.request.get(k) is not None}
 
+    # Whether the tenant has an alert rule, as the engine's claim read it (tasks/relay/engine.py), so that
+    # settling a task of a tenant without rules costs no statement; None: not read.
+    alerts_watched: bool | None = None
+
     @property
     def attribution(self) -> dict[str, Any]:
         """The task's end user and tags as a request names them (`user`, `metadata`)."""

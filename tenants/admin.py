@@ -17,8 +17,17 @@ from unfold.decorators import action, display
 from unfold.paginator import InfinitePaginator
 
 from tenants.access import Perm, PlatformAdmin, TenantScopedAdmin, is_platform, tenants_with
+from tenants.alerts import (
+    alert_rule_check,
+    alert_rule_save,
+    webhook_endpoint_add,
+    webhook_endpoint_update,
+    webhook_url_check,
+)
 from tenants.billing import csv_value
 from tenants.models import (
+    Alert,
+    AlertRule,
     ApiKey,
     AuditEvent,
     EndUserSpend,
@@ -28,6 +37,8 @@ from tenants.models import (
     Spending,
     SsoIdentity,
     Tenant,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from tenants.services import (
     KEY_FIELDS,
@@ -544,6 +555,130 @@ class SsoIdentityAdmin(PlatformAdmin):
         roles = ["platform staff"] if obj.user.is_superuser else []
         roles += [f"{m.tenant.slug}: {m.role}" for m in obj.user.memberships.select_related("tenant")]
         return ", ".join(roles) or "none"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        if self.instance.pk is None:
+            webhook_url_check(url, resolve=True)  # raises the field's ValidationError
+        return url
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(TenantScopedAdmin):
+    """A tenant's alert webhooks; its managers see the signing secret, which their receiver checks."""
+
+    form = WebhookEndpointForm
+    read_perm = Perm.MONEY
+    write_perm = Perm.MANAGE_KEYS
+    list_display = ("url", "tenant", "enabled", "created_at")
+    list_select_related = ("tenant",)
+
+    def get_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
+        if obj is None:
+            return ("tenant", "url")
+        managed = ("signing_secret",) if self.has_change_permission(request, obj) else ()
+        return ("tenant", "url", "enabled", *managed)
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
+        return ("tenant", "url", "signing_secret") if obj else ()
+
+    @display(description="signing secret")
+    def signing_secret(self, obj: WebhookEndpoint) -> str:
+        return obj.secret  # listed only for those who manage the endpoint (get_fields)
+
+    def get_form(self, request: HttpRequest, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if "tenant" in form.base_fields:
+            form.base_fields["tenant"].queryset = tenants_with(request.user, Perm.MANAGE_KEYS)
+        return form
+
+    def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form, change: bool) -> None:
+        if change:
+            webhook_endpoint_update(endpoint=obj, enabled=obj.enabled, actor=admin_actor(request))
+            return
+        obj.pk = webhook_endpoint_add(tenant=obj.tenant, url=obj.url, actor=admin_actor(request)).pk
+
+
+class AlertRuleForm(forms.ModelForm):
+    def _post_clean(self) -> None:
+        super()._post_clean()  # the instance, from the form's values
+        try:
+            alert_rule_check(self.instance)
+        except ValidationError as error:
+            show_rule_errors(self, error)
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(TenantScopedAdmin):
+    read_perm = Perm.MONEY
+    write_perm = Perm.MANAGE_KEYS
+    form = AlertRuleForm
+    list_display = ("__str__", "tenant", "api_key", "webhook", "email", "enabled")
+    list_select_related = ("tenant", "api_key", "webhook")
+    fields = ("tenant", "api_key", "kind", "threshold", "webhook", "email", "enabled")
+
+    def get_form(self, request: HttpRequest, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.base_fields["tenant"].queryset = tenants_with(request.user, Perm.MANAGE_KEYS)
+        return form
+
+    def save_model(self, request: HttpRequest, obj: AlertRule, form, change: bool) -> None:
+        alert_rule_save(rule=obj, actor=admin_actor(request))
+
+
+class DeliveryLog(admin.TabularInline):
+    model = WebhookDelivery
+    fields = ("endpoint", "status", "attempts", "delivered_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(BigTableAdmin):
+    """Every threshold crossed, with its deliveries; written by charges only."""
+
+    read_perm = Perm.MONEY
+    list_display = ("fired_at", "tenant", "rule", "emailed_at")
+    list_select_related = ("tenant", "rule")
+    ordering = ("-fired_at",)
+    inlines = (DeliveryLog,)
+    readonly_fields = ("rule", "tenant", "crossing", "details", "fired_at", "emailed_at")
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(BigTableAdmin):
+    """The delivery log: each alert POSTed, every attempt's status code or error."""
+
+    read_perm = Perm.MONEY
+    list_display = ("created_at", "tenant", "endpoint", "status", "attempt_count", "delivered_at")
+    list_filter = ("status",)
+    list_select_related = ("tenant", "endpoint")
+    ordering = ("-created_at",)
+    readonly_fields = ("alert", "tenant", "endpoint", "status", "attempts", "created_at", "delivered_at")
+    fields = readonly_fields
+
+    @display(description="attempts")
+    def attempt_count(self, obj: WebhookDelivery) -> int:
+        return len(obj.attempts)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from foxgate.crypto import decrypt, encrypt
 from foxgate.errors import ApiError, AuthenticationError, PermissionDenied
 
 KEY_PREFIX = "sk-"
@@ -476,3 +477,104 @@ class RateEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.at:%H:%M:%S} {self.tokens} tokens"
+
+
+class WebhookEndpoint(models.Model):
+    """Where a tenant's alerts are POSTed, signed with the endpoint's own secret (tenants/alerts.py)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(max_length=2048, help_text="HTTPS only; private addresses are refused.")
+    # Encrypted at rest (foxgate/crypto.py); read and write it through `secret`.
+    secret_encrypted = models.TextField(editable=False)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return self.url
+
+    @property
+    def secret(self) -> str:
+        return decrypt(self.secret_encrypted)
+
+    @secret.setter
+    def secret(self, plaintext: str) -> None:
+        self.secret_encrypted = encrypt(plaintext)
+
+
+class AlertRule(models.Model):
+    """A threshold to hear about before the 402: a share of the tenant's (or one key's) budget spent this
+    period, or the tenant's balance below an amount. It fires once per crossing, to its webhook and its
+    email address."""
+
+    class Kind(models.TextChoices):
+        BUDGET = "budget", "percent of the budget spent"
+        BALANCE = "balance", "balance below"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="alert_rules")
+    api_key = models.ForeignKey(
+        "ApiKey",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        help_text="The key's budget, not the tenant's.",
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    threshold = models.DecimalField(
+        help_text="Percent of the budget (budget alerts) or credits (balance alerts).", **CREDITS
+    )
+    webhook = models.ForeignKey(WebhookEndpoint, null=True, blank=True, on_delete=models.SET_NULL)
+    email = models.EmailField(blank=True)
+    enabled = models.BooleanField(default=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        unit = "%" if self.kind == self.Kind.BUDGET else " credits"
+        return f"{self.get_kind_display()} {self.threshold}{unit}"
+
+
+class Alert(models.Model):
+    """A rule's threshold crossed: once per `crossing` (the budget period's start, or for a balance the
+    last top-up before it fell), whatever number of charges or processes crossed it together."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    crossing = models.CharField(max_length=64)
+    details = models.JSONField(default=dict)
+    fired_at = models.DateTimeField(default=timezone.now)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule", "crossing"], name="alert_once_per_crossing")]
+
+    def __str__(self) -> str:
+        return f"{self.rule} at {self.fired_at:%Y-%m-%d %H:%M}"
+
+
+class WebhookDelivery(models.Model):
+    """An alert POSTed to a webhook: every attempt's outcome, for the admin's delivery log."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.JSONField(default=list, help_text="Each attempt: when, the status code or the error.")
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.alert} to {self.endpoint}: {self.status}"

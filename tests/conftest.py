@@ -19,6 +19,7 @@ from tasks.models import Model
 from tasks.services import channel_add, price_set
 from tenants.services import IssuedKey, apikey_issue, tenant_create
 from tests.helpers import tenant_client
+from tests.webhooks import Tls, tls_files
 
 
 def free_port() -> int:
@@ -98,7 +99,22 @@ def openai_channel(priced_model, fake_openai):
 
 
 @pytest.fixture(scope="session")
-def stack(django_db_setup, django_db_blocker, tmp_path_factory):
+def webhook_tls(tmp_path_factory) -> Tls:
+    """The certificates of the tests' local HTTPS webhook receivers (tests/webhooks.py)."""
+    return tls_files(tmp_path_factory.mktemp("webhook-tls"))
+
+
+@pytest.fixture
+def private_webhooks(settings, webhook_tls) -> Tls:
+    """This process may send webhooks to 127.0.0.1, over TLS the tests' CA signed, as the stack's worker
+    cluster is told to (FOXGATE_ALLOW_PRIVATE_WEBHOOKS, FOXGATE_WEBHOOK_CA_BUNDLE)."""
+    settings.ALLOW_PRIVATE_WEBHOOKS = True
+    settings.WEBHOOK_CA_BUNDLE = str(webhook_tls.ca)
+    return webhook_tls
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup, django_db_blocker, tmp_path_factory, webhook_tls):
     """The real processes: two web servers (uvicorn serving foxgate.asgi; the first with two workers),
     the django-q2 cluster and the fake provider, all on the test database. Tests use it through
     `stack_db`, so their rows are committed where the other processes can see them."""
@@ -119,6 +135,11 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             "FOXGATE_STREAM_KEEPALIVE_SECONDS": "1",
             # a small pool, so a request that holds its connection while it waits shows up in tests
             "FOXGATE_DB_POOL_SIZE": "4",
+            # alerts reach the tests' receivers on 127.0.0.1, and their emails a folder
+            "FOXGATE_ALLOW_PRIVATE_WEBHOOKS": "1",
+            "FOXGATE_WEBHOOK_CA_BUNDLE": str(webhook_tls.ca),
+            "FOXGATE_EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "FOXGATE_EMAIL_FILE_PATH": str(log_dir / "emails"),
         },
         web_workers=2,
         log_dir=log_dir,

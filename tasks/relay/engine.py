@@ -134,7 +134,10 @@ SELECT claimed.*, m.name AS model_name, tn.slug AS tenant_slug,
         ) ORDER BY c.id), '[]')::text
         FROM tasks_channel c JOIN tasks_channel_served_models cm ON cm.channel_id = c.id
         WHERE cm.model_id = claimed.catalog_model_id AND c.enabled
-    ) AS channels
+    ) AS channels,
+    EXISTS (
+        SELECT FROM tenants_alertrule r WHERE r.tenant_id = claimed.tenant_id AND r.enabled
+    ) AS alerts_watched
 FROM claimed
 JOIN tasks_model m ON m.id = claimed.catalog_model_id
 JOIN tenants_tenant tn ON tn.id = claimed.tenant_id
@@ -163,7 +166,10 @@ def task_claim(*, task_id: str, owner: str) -> Claim | None:
     # By position: the task's columns (TASK_FIELDS), then CLAIM's others in the order it lists them.
     task = _from_db(Task, dict(zip([field.attname for field in TASK_FIELDS], row, strict=False)))
     model_name, tenant_slug, *rest = row[len(TASK_FIELDS) :]
-    rates, (failed, chunks_stored, channels) = rest[: len(PRICE_RATES)], rest[len(PRICE_RATES) :]
+    rates, (failed, chunks_stored, channels, task.alerts_watched) = (
+        rest[: len(PRICE_RATES)],
+        rest[len(PRICE_RATES) :],
+    )
     task.catalog_model = _from_db(Model, {"id": task.catalog_model_id, "name": model_name})
     task.tenant = _from_db(Tenant, {"id": task.tenant_id, "slug": tenant_slug})
     task.price = _from_db(Price, {"id": task.price_id, **dict(zip(PRICE_RATES, rates, strict=True))})

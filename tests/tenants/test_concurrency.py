@@ -11,10 +11,12 @@ import httpx
 import pytest
 
 from tasks.services import channel_add, price_set
+from tenants.alerts import alert_rule_save, webhook_endpoint_add
 from tenants.billing import billing_discrepancies
-from tenants.models import EndUserSpend, LedgerEntry, Tenant
+from tenants.models import Alert, AlertRule, EndUserSpend, LedgerEntry, Tenant, WebhookDelivery
 from tenants.services import apikey_issue, apikey_revoke, tenant_create
 from tests.helpers import poll_until_finished
+from tests.webhooks import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -135,6 +137,45 @@ def test_concurrent_submits_never_exceed_an_end_users_budget(stack, exact_price_
     alice = EndUserSpend.objects.get(tenant=tenant, end_user="alice")
     assert (alice.held, alice.period_spend) == (0, per_task * affordable)
     assert list(billing_discrepancies(tenant=tenant)) == []
+
+
+def test_200_concurrent_charges_crossing_80_percent_send_one_alert(
+    stack, exact_price_model, private_webhooks
+):
+    """200 tasks charged at once over both web servers and the worker cluster, their total the whole
+    budget: the 80 % threshold is crossed once, so the receiver gets one signed POST and the mail
+    backend one email, from the cluster."""
+    per_task = exact_price_model
+    tenant = tenant_create(slug="alerted", credits=Decimal(100), budget=per_task * 200)
+    secret = apikey_issue(tenant=tenant).secret
+    with Receiver(private_webhooks) as receiver:
+        endpoint = webhook_endpoint_add(tenant=tenant, url=receiver.url)
+        rule = AlertRule(
+            tenant=tenant, kind="budget", threshold=Decimal(80), webhook=endpoint, email="finance@example.com"
+        )
+        alert_rule_save(rule=rule)
+        body = {"model": "exact-model", "prompt": PROMPT, "max_tokens": MAX_TOKENS}
+        responses = asyncio.run(burst(stack.web_urls, secret, 200, body))
+        assert [r.status_code for r in responses].count(200) == 200
+        with httpx.Client(base_url=stack.web_url, headers={"Authorization": f"Bearer {secret}"}) as client:
+            finished = [poll_until_finished(client, r.json()["id"], timeout=60) for r in responses]
+        assert {task["status"] for task in finished} == {"completed"}
+        (received,) = receiver.wait_for(1)
+        delivered = poll_until(lambda: WebhookDelivery.objects.filter(status="delivered").count() == 1)
+        assert delivered and len(receiver.received) == 1
+    assert received.signed_by(endpoint.secret) and received.json()["tenant"] == "alerted"
+    assert Alert.objects.filter(rule=rule).count() == 1
+    emails = list((stack.log_dir / "emails").iterdir())
+    assert len(emails) == 1 and "finance@example.com" in emails[0].read_text()
+
+
+def poll_until(condition, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_rate_limit_holds_across_web_processes(stack, exact_price_model):

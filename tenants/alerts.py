@@ -1,0 +1,285 @@
+"""Budget and balance alerts: a tenant hears about a budget before the 402, not after.
+
+An AlertRule watches the share of the tenant's (or one key's) budget spent this period, or the tenant's
+balance. Every settlement of a watched tenant's task runs one statement (FIRE) that inserts an Alert for
+each rule whose threshold is now crossed, unique per rule and crossing: the budget period it happened in,
+or for a balance the last top-up before it fell. However many charges of however many processes cross a
+threshold together, one insert wins and the others find the row there, so each crossing alerts once. A
+new period or a top-up re-arms the rule.
+
+An alert is sent from the worker cluster (tenants/jobs.py): emailed through Django's mail backend, and
+POSTed as JSON to the rule's webhook, signed with the endpoint's secret: `X-FoxGate-Signature:
+sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">` and `X-FoxGate-Timestamp: <unix seconds>`, so a receiver
+checks both the body and its age. A webhook URL is HTTPS, and its host must not resolve to a private,
+loopback, link-local or otherwise reserved address (unless FOXGATE_ALLOW_PRIVATE_WEBHOOKS=1): checked when
+the endpoint is saved and again, after DNS resolution, before every attempt. A failed attempt (a timeout,
+an error, a status other than 2xx) is retried after 1, 2 and 4 seconds; each attempt is recorded on the
+WebhookDelivery, the admin's delivery log.
+"""
+
+import functools
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+import socket
+import ssl
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.db import connection, connections, transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from tenants.models import Alert, AlertRule, Tenant, WebhookDelivery, WebhookEndpoint
+from tenants.services import SYSTEM, Actor, audit_record
+
+logger = logging.getLogger(__name__)
+
+RETRY_BACKOFF = (1, 2, 4)  # seconds before the second, third and fourth attempt
+TIMEOUT = 10.0
+
+FIRE = """
+WITH watched AS (
+    SELECT r.id AS rule_id, r.tenant_id, r.kind, r.threshold, t.balance,
+        CASE WHEN r.api_key_id IS NULL THEN t.budget ELSE k.budget END AS budget,
+        CASE WHEN r.api_key_id IS NULL THEN t.period_spend ELSE k.period_spend END AS spend,
+        CASE WHEN r.api_key_id IS NULL THEN t.period_started_at ELSE k.period_started_at END AS started,
+        (SELECT max(l.id) FROM tenants_ledgerentry l WHERE l.tenant_id = t.id AND l.kind = 'topup') AS topup
+    FROM tenants_alertrule r
+    JOIN tenants_tenant t ON t.id = r.tenant_id
+    LEFT JOIN tenants_apikey k ON k.id = r.api_key_id
+    WHERE r.tenant_id = %(tenant)s AND r.enabled AND (r.api_key_id IS NULL OR r.api_key_id = %(key)s)
+)
+INSERT INTO tenants_alert (rule_id, tenant_id, crossing, details, fired_at)
+SELECT rule_id, tenant_id,
+    CASE kind WHEN 'budget' THEN 'period:' || to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+        ELSE 'topup:' || coalesce(topup, 0) END,
+    jsonb_build_object('threshold', threshold::text, 'balance', balance::text, 'budget', budget::text,
+        'period_spend', spend::text),
+    now()
+FROM watched
+WHERE (kind = 'budget' AND budget > 0 AND spend * 100 >= budget * threshold)
+   OR (kind = 'balance' AND balance < threshold)
+ON CONFLICT (rule_id, crossing) DO NOTHING
+RETURNING id
+"""
+
+
+def alerts_fire(*, tenant_id: int, api_key_id: int, watched: bool | None = None) -> list[int]:
+    """After a charge: the alerts it set off (each crossing once, whoever else charged at the same time),
+    each queued for the worker cluster to send. `watched` says whether the tenant has a rule, when the
+    caller read it already (the engine's claim did); a tenant without rules costs nothing more."""
+    if watched is None:
+        watched = AlertRule.objects.filter(tenant_id=tenant_id, enabled=True).exists()
+    if not watched:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(FIRE, {"tenant": tenant_id, "key": api_key_id})
+        fired = [row[0] for row in cursor.fetchall()]
+    for alert_id in fired:
+        async_task("tenants.jobs.alert_send_job", alert_id, task_name=f"alert-{alert_id}")
+    return fired
+
+
+def alert_payload(alert: Alert) -> dict[str, Any]:
+    rule = alert.rule
+    return {
+        "type": f"{rule.kind}.threshold_crossed",
+        "alert_id": alert.pk,
+        "tenant": alert.tenant.slug,
+        "key_id": rule.api_key.key_id if rule.api_key_id else None,
+        "threshold": str(rule.threshold),
+        "unit": "percent" if rule.kind == AlertRule.Kind.BUDGET else "credits",
+        **alert.details,
+        "fired_at": alert.fired_at.isoformat(),
+    }
+
+
+def alert_send(alert_id: int, *, background: bool = True) -> None:
+    """Email the alert and deliver it to its webhook: in a thread (`background`), so the worker is free
+    at once; a delivery its process did not finish is taken up again by `deliveries_resume`."""
+    alert = Alert.objects.select_related("rule", "tenant", "rule__api_key", "rule__webhook").get(pk=alert_id)
+    payload = alert_payload(alert)
+    rule = alert.rule
+    if rule.email and alert.emailed_at is None:
+        send_mail(
+            subject=f"FoxGate alert for {alert.tenant.slug}: {rule}",
+            message=json.dumps(payload, indent=2),
+            from_email=None,
+            recipient_list=[rule.email],
+        )
+        Alert.objects.filter(pk=alert.pk).update(emailed_at=timezone.now())
+    if rule.webhook is not None and rule.webhook.enabled:
+        delivery, _ = WebhookDelivery.objects.get_or_create(
+            alert=alert, endpoint=rule.webhook, defaults={"tenant": alert.tenant}
+        )
+        if delivery.status != WebhookDelivery.Status.PENDING:
+            return
+        if background:
+            threading.Thread(target=_deliver_in_thread, args=(delivery.pk, payload), daemon=True).start()
+        else:
+            webhook_deliver(delivery.pk, payload)
+
+
+def _deliver_in_thread(delivery_id: int, payload: dict[str, Any]) -> None:
+    try:
+        webhook_deliver(delivery_id, payload)
+    finally:
+        connections.close_all()  # this thread's own connection
+
+
+def webhook_deliver(delivery_id: int, payload: dict[str, Any]) -> str:
+    """POST the payload until the endpoint answers 2xx, retrying after RETRY_BACKOFF; record every attempt."""
+    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
+    body = json.dumps(payload, separators=(",", ":"))
+    for attempt, pause in enumerate((0, *RETRY_BACKOFF)):
+        time.sleep(pause)
+        outcome = _attempt(delivery.endpoint, body)
+        delivery.attempts.append({"at": timezone.now().isoformat(), **outcome})
+        if outcome.get("status_code", 0) // 100 == 2:
+            delivery.status, delivery.delivered_at = WebhookDelivery.Status.DELIVERED, timezone.now()
+        elif attempt == len(RETRY_BACKOFF):
+            delivery.status = WebhookDelivery.Status.FAILED
+        delivery.save(update_fields=["attempts", "status", "delivered_at"])
+        if delivery.status != WebhookDelivery.Status.PENDING:
+            break
+    return delivery.status
+
+
+def _attempt(endpoint: WebhookEndpoint, body: str) -> dict[str, Any]:
+    try:
+        webhook_url_check(endpoint.url, resolve=True)
+    except ValidationError as refused:
+        return {"error": refused.messages[0]}
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-FoxGate-Timestamp": timestamp,
+        "X-FoxGate-Signature": f"sha256={webhook_signature(endpoint.secret, timestamp, body)}",
+    }
+    try:
+        response = httpx.post(
+            endpoint.url,
+            content=body,
+            headers=headers,
+            timeout=TIMEOUT,
+            verify=_tls(settings.WEBHOOK_CA_BUNDLE),
+        )
+    except httpx.HTTPError as error:
+        return {"error": f"{type(error).__name__}: {error}"[:300]}
+    return {"status_code": response.status_code}
+
+
+@functools.cache
+def _tls(ca_bundle: str) -> ssl.SSLContext:
+    """The usual certificate authorities, and FOXGATE_WEBHOOK_CA_BUNDLE's (a company CA) besides."""
+    context = ssl.create_default_context()
+    if ca_bundle:
+        context.load_verify_locations(ca_bundle)
+    return context
+
+
+def webhook_signature(secret: str, timestamp: str, body: str) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+
+
+def webhook_url_check(url: str, *, resolve: bool) -> None:
+    """Refuse a webhook URL that is not HTTPS, or (with `resolve`, after DNS resolution) one whose host
+    is a private, loopback, link-local or reserved address, unless FOXGATE_ALLOW_PRIVATE_WEBHOOKS=1."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValidationError("must be an https:// URL")
+    if settings.ALLOW_PRIVATE_WEBHOOKS:
+        return
+    try:
+        addresses = [ipaddress.ip_address(parts.hostname)]
+    except ValueError:
+        if not resolve:
+            return
+        try:
+            infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+        except OSError as error:
+            raise ValidationError(f"its host does not resolve: {error}") from None
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    for address in addresses:
+        if not address.is_global or address.is_multicast:
+            raise ValidationError(f"its host is a private or reserved address ({address})")
+
+
+def webhook_endpoint_add(*, tenant: Tenant, url: str, actor: Actor = SYSTEM) -> WebhookEndpoint:
+    """A tenant's new webhook, with a fresh signing secret; a URL the deliveries would refuse is refused
+    now."""
+    webhook_url_check(url, resolve=True)
+    endpoint = WebhookEndpoint(tenant=tenant, url=url)
+    endpoint.secret = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        endpoint.save()
+        audit_record(actor=actor, action="webhook.add", tenant=tenant, target=f"webhook {url}")
+    return endpoint
+
+
+def webhook_endpoint_update(*, endpoint: WebhookEndpoint, enabled: bool, actor: Actor = SYSTEM) -> None:
+    endpoint.enabled = enabled
+    with transaction.atomic():
+        endpoint.save(update_fields=["enabled"])
+        audit_record(
+            actor=actor,
+            action="webhook.update",
+            tenant=endpoint.tenant,
+            target=f"webhook {endpoint.url}",
+            details={"enabled": enabled},
+        )
+
+
+def alert_rule_check(rule: AlertRule) -> None:
+    """A rule's key and webhook are its tenant's, and a budget threshold is a percentage."""
+    for name, related in (("api_key", rule.api_key), ("webhook", rule.webhook)):
+        if related is not None and related.tenant_id != rule.tenant_id:
+            raise ValidationError({name: "must be one of the rule's tenant"})
+    if rule.kind == AlertRule.Kind.BUDGET and not 0 < rule.threshold <= 100:
+        raise ValidationError(
+            {"threshold": "a budget alert's threshold is a percentage, above 0 and at most 100"}
+        )
+    if not (rule.webhook or rule.email):
+        raise ValidationError({"email": "a rule needs a webhook, an email address or both"})
+
+
+def alert_rule_save(*, rule: AlertRule, actor: Actor = SYSTEM) -> AlertRule:
+    """Add or change a rule, checked (`alert_rule_check`) and audited."""
+    alert_rule_check(rule)
+    action = "alert_rule.update" if rule.pk else "alert_rule.add"
+    with transaction.atomic():
+        rule.save()
+        audit_record(
+            actor=actor,
+            action=action,
+            tenant=rule.tenant,
+            target=f"alert rule {rule}",
+            details={"kind": rule.kind, "threshold": str(rule.threshold), "email": rule.email},
+        )
+    return rule
+
+
+def deliveries_resume() -> int:
+    """Take up deliveries a dead process left pending (scheduled): those not attempted for a minute."""
+    stale = timezone.now() - timedelta(minutes=1)
+    resumed = 0
+    for delivery in WebhookDelivery.objects.filter(
+        status=WebhookDelivery.Status.PENDING, created_at__lt=stale
+    ):
+        last = delivery.attempts[-1]["at"] if delivery.attempts else None
+        if last is None or last < stale.isoformat():
+            alert = Alert.objects.select_related("rule", "tenant", "rule__api_key").get(pk=delivery.alert_id)
+            webhook_deliver(delivery.pk, alert_payload(alert))
+            resumed += 1
+    return resumed
