@@ -50,34 +50,37 @@ TIMEOUT = 10.0
 
 FIRE = """
 WITH watched AS (
-    SELECT r.id AS rule_id, r.tenant_id, r.kind, r.threshold, t.balance,
+    SELECT r.id AS rule_id, r.tenant_id, r.kind, r.threshold, t.balance AS funds,
         CASE WHEN r.api_key_id IS NULL THEN t.budget ELSE k.budget END AS budget,
-        CASE WHEN r.api_key_id IS NULL THEN t.period_spend ELSE k.period_spend END AS spend,
+        CASE WHEN r.api_key_id IS NULL THEN t.period_spend ELSE k.period_spend END AS spent,
         CASE WHEN r.api_key_id IS NULL THEN t.period_started_at ELSE k.period_started_at END AS started,
         (SELECT max(l.id) FROM tenants_ledgerentry l WHERE l.tenant_id = t.id AND l.kind = 'topup') AS topup
     FROM tenants_alertrule r
     JOIN tenants_tenant t ON t.id = r.tenant_id
     LEFT JOIN tenants_apikey k ON k.id = r.api_key_id
     WHERE r.tenant_id = %(tenant)s AND r.enabled AND (r.api_key_id IS NULL OR r.api_key_id = %(key)s)
+), crossed AS (
+    SELECT rule_id, tenant_id,
+        CASE kind
+            WHEN 'budget' THEN 'period:' || to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+            ELSE 'topup:' || coalesce(topup, 0)
+        END AS crossing,
+        jsonb_build_object('threshold', threshold::text, 'balance', funds::text, 'budget', budget::text,
+            'period_spend', spent::text) AS details
+    FROM watched
+    WHERE CASE kind WHEN 'budget' THEN budget > 0 AND spent * 100 >= budget * threshold
+        ELSE funds < threshold END
 )
 INSERT INTO tenants_alert (rule_id, tenant_id, crossing, details, fired_at)
-SELECT rule_id, tenant_id,
-    CASE kind WHEN 'budget' THEN 'period:' || to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-        ELSE 'topup:' || coalesce(topup, 0) END,
-    jsonb_build_object('threshold', threshold::text, 'balance', balance::text, 'budget', budget::text,
-        'period_spend', spend::text),
-    now()
-FROM watched
-WHERE (kind = 'budget' AND budget > 0 AND spend * 100 >= budget * threshold)
-   OR (kind = 'balance' AND balance < threshold)
+SELECT rule_id, tenant_id, crossing, details, now() FROM crossed
 ON CONFLICT (rule_id, crossing) DO NOTHING
 RETURNING id
 """
 
 
 def alerts_fire(*, tenant_id: int, api_key_id: int, watched: bool | None = None) -> list[int]:
-    """After a charge: the alerts it set off (each crossing once, whoever else charged at the same time),
-    each queued for the worker cluster to send. `watched` says whether the tenant has a rule, when the
+    """After a charge: the alerts it set off (each crossing once, whoever else charged at the same time).
+    `watched` says whether the tenant has a rule, when the
     caller read it already (the engine's claim did); a tenant without rules costs nothing more."""
     if watched is None:
         watched = AlertRule.objects.filter(tenant_id=tenant_id, enabled=True).exists()
@@ -85,10 +88,13 @@ def alerts_fire(*, tenant_id: int, api_key_id: int, watched: bool | None = None)
         return []
     with connection.cursor() as cursor:
         cursor.execute(FIRE, {"tenant": tenant_id, "key": api_key_id})
-        fired = [row[0] for row in cursor.fetchall()]
-    for alert_id in fired:
+        return [row[0] for row in cursor.fetchall()]
+
+
+def alerts_send_later(alert_ids: list[int]) -> None:
+    """Queue each alert for the worker cluster to send (`alert_send`)."""
+    for alert_id in alert_ids:
         async_task("tenants.jobs.alert_send_job", alert_id, task_name=f"alert-{alert_id}")
-    return fired
 
 
 def alert_payload(alert: Alert) -> dict[str, Any]:
@@ -111,20 +117,21 @@ def alert_send(alert_id: int, *, background: bool = True) -> None:
     alert = Alert.objects.select_related("rule", "tenant", "rule__api_key", "rule__webhook").get(pk=alert_id)
     payload = alert_payload(alert)
     rule = alert.rule
-    if rule.email and alert.emailed_at is None:
+    # Each is claimed before it is sent, so a job delivered twice sends once (an email at most once).
+    claimed = Alert.objects.filter(pk=alert.pk, emailed_at__isnull=True).update(emailed_at=timezone.now())
+    if rule.email and claimed:
         send_mail(
             subject=f"FoxGate alert for {alert.tenant.slug}: {rule}",
             message=json.dumps(payload, indent=2),
             from_email=None,
             recipient_list=[rule.email],
         )
-        Alert.objects.filter(pk=alert.pk).update(emailed_at=timezone.now())
     if rule.webhook is not None and rule.webhook.enabled:
-        delivery, _ = WebhookDelivery.objects.get_or_create(
+        delivery, created = WebhookDelivery.objects.get_or_create(
             alert=alert, endpoint=rule.webhook, defaults={"tenant": alert.tenant}
         )
-        if delivery.status != WebhookDelivery.Status.PENDING:
-            return
+        if not created:
+            return  # another delivery of this job is sending it (or `deliveries_resume` will)
         if background:
             threading.Thread(target=_deliver_in_thread, args=(delivery.pk, payload), daemon=True).start()
         else:

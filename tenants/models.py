@@ -575,6 +575,7 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         verbose_name_plural = "webhook deliveries"
+        constraints = [models.UniqueConstraint(fields=["alert", "endpoint"], name="delivery_once_per_alert")]
 
     def __str__(self) -> str:
         return f"{self.alert} to {self.endpoint}: {self.status}"

@@ -12,7 +12,7 @@ from tasks.events import CHANNEL as EVENTS
 from tasks.events import FINISHED, PAYLOAD_LIMIT
 from tasks.models import Channel, Task, TaskAttempt
 from tasks.services import estimate_input_tokens
-from tenants.alerts import alerts_fire
+from tenants.alerts import alerts_fire, alerts_send_later
 from tenants.limits import LIMITS_SETTLE, limits_settle
 from tenants.services import CREDITS_SETTLE, credits_settle
 
@@ -187,7 +187,8 @@ def task_finish(
     task.error_code, task.error_message, task.finished_at = error_code, error_message, finished_at
     task.channel, task.credits_charged, task.charge_basis = channel, params["settle_cost"], basis
     if task.credits_charged:
-        alerts_fire(tenant_id=task.tenant_id, api_key_id=task.api_key_id, watched=task.alerts_watched)
+        fired = alerts_fire(tenant_id=task.tenant_id, api_key_id=task.api_key_id, watched=task.alerts_watched)
+        alerts_send_later(fired)
     logger.info(
         "task %s %s%s; charged %s credits (%s)",
         task.id,
