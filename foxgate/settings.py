@@ -163,6 +163,9 @@ OIDC_AUTHENTICATE_CLASS = "tenants.sso.SsoAuthenticationRequestView"
 OIDC_TIMEOUT = 10
 LOGIN_REDIRECT_URL_FAILURE = "/sso/refused/"
 
+# A submit's Idempotency-Key answers its first request's task for this long (tasks/services.py).
+IDEMPOTENCY_HOURS = env_int("FOXGATE_IDEMPOTENCY_HOURS", 24)
+
 # Alerts (tenants/alerts.py): webhooks and email, sent from the worker cluster.
 ALLOW_PRIVATE_WEBHOOKS = env_bool("FOXGATE_ALLOW_PRIVATE_WEBHOOKS")
 WEBHOOK_CA_BUNDLE = env_str("FOXGATE_WEBHOOK_CA_BUNDLE")  # a CA file to trust besides the usual ones

@@ -8,6 +8,7 @@ from tasks.relay import engine
 from tasks.relay.chunks import stream_chunks_expire
 from tasks.relay.reclaim import task_requeue, tasks_reclaim
 from tasks.rollups import usage_rollup
+from tasks.services import idempotency_keys_prune
 
 
 def task_run(task_id: str) -> None:
@@ -43,6 +44,11 @@ def channel_probe_job(channel_id: int) -> bool | None:
 
     result = channel_probe(channel_id=channel_id)
     return None if result is None else result.ok
+
+
+def idempotency_keys_prune_job() -> int:
+    """Forget the Idempotency-Keys older than their window (their tasks stay)."""
+    return idempotency_keys_prune()
 
 
 def relay_engine_start() -> None:

@@ -333,6 +333,27 @@ class Task(models.Model):
         return self.status in self.FINISHED
 
 
+class IdempotencyKey(models.Model):
+    """A submit's Idempotency-Key (tasks/services.py task_submit): the same key from the same API key
+    within IDEMPOTENCY_HOURS answers the first request's task. Inserted in the admission statement with
+    the task, so of concurrent duplicates exactly one is admitted."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(
+        max_length=64, help_text="SHA-256 of the request the key first came with."
+    )
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_unique")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_key_age")]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> {self.task_id}"
+
+
 class TaskAttempt(models.Model):
     """One upstream call made for a task."""
 

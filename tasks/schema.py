@@ -363,6 +363,20 @@ class MessageSchemaExtension(RequestSchemaExtension):
         fields = schema["properties"]
         fields["content"] = content_schema()
         fields["tool_call_id"]["pattern"] = NO_NUL
+        # the answer's own fields as OpenAI sends them back (taken and dropped: the server takes any JSON
+        # without NUL, which a schema cannot say of an object's keys)
+        fields["function_call"] = _closed({"name": _TEXT, "arguments": _TEXT}, nullable=True)
+        fields["audio"] = _closed({"id": _TEXT}, nullable=True)
+        citation = _closed(
+            {
+                "url": _TEXT,
+                "title": _TEXT,
+                "start_index": {"type": "integer"},
+                "end_index": {"type": "integer"},
+            }
+        )
+        annotation = _closed({"type": _TEXT, "url_citation": citation})
+        fields["annotations"] = {"type": "array", "items": annotation, "nullable": True}
         schema["additionalProperties"] = False
         schema["required"] = ["role"]
         text = {"type": "string", "pattern": NO_NUL}
@@ -398,6 +412,12 @@ class MessageSchemaExtension(RequestSchemaExtension):
                 **_none_of("tool_calls", "thinking_blocks", *ANSWER_FIELDS),
             },
         ]
+
+
+def _closed(properties: dict[str, Any], *, nullable: bool = False) -> dict[str, Any]:
+    """An object of these properties, all optional, and no other."""
+    closed = {"type": "object", "properties": properties, "additionalProperties": False}
+    return closed | {"nullable": True} if nullable else closed
 
 
 class ThinkingBlockSchemaExtension(RequestSchemaExtension):

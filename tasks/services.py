@@ -2,15 +2,19 @@
 
 import copy
 import functools
+import hashlib
 import json
 import logging
 import math
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import psycopg
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 from django_q import humanhash
 from django_q.conf import Conf
@@ -22,7 +26,7 @@ from foxgate.database import prepared_cursor
 from foxgate.errors import InvalidParam, PermissionDenied, ServiceUnavailable
 from tasks.catalog import catalog
 from tasks.model_rules import default_capabilities, rules_check
-from tasks.models import Channel, Model, Price, Task, TaskAttempt, new_task_id
+from tasks.models import Channel, IdempotencyKey, Model, Price, Task, TaskAttempt, new_task_id
 from tasks.routing import channels_available
 from tasks.selectors import is_disabled, model_rules
 from tasks.serializers import ATTRIBUTION, messages_from
@@ -52,19 +56,82 @@ class Admitted:
 
 
 def task_submit(
-    *, api_key: ApiKey, validated: dict[str, Any], task_id: str | None = None, dialect: str = "foxapi"
+    *,
+    api_key: ApiKey,
+    validated: dict[str, Any],
+    task_id: str | None = None,
+    dialect: str = "foxapi",
+    idempotency_key: str | None = None,
 ) -> Admitted:
     """Admit a validated request: resolve its model and price, apply the model's rules, check the limits,
     hold credits, insert the task and enqueue it. Nothing is written unless all of that succeeds.
 
     `task_id` is the id to give the task (a sync request listens for its events before it exists);
-    a new one by default.
+    a new one by default. With an `idempotency_key` the key used within IDEMPOTENCY_HOURS answers the
+    task its first request made, with no hold and no upstream call (`idempotent_replay`).
 
     The key must still be usable (ApiKey.refusal): the API checked it when it authenticated, and any other
     caller (the admin's retry) gets the same answer here."""
     refusal = api_key.refusal(timezone.now())
     if refusal is not None:
         raise refusal
+    if idempotency_key is None:
+        return _admit(api_key=api_key, validated=validated, task_id=task_id, dialect=dialect)
+    request_hash = hashlib.sha256(json.dumps([dialect, validated], sort_keys=True, default=str).encode())
+    used = {"api_key": api_key, "key": idempotency_key, "request_hash": request_hash.hexdigest()}
+    replay = idempotent_replay(**used)
+    if replay is not None:
+        return replay
+    try:
+        return _admit(
+            api_key=api_key, validated=validated, task_id=task_id, dialect=dialect, idempotency=used
+        )
+    except IntegrityError as error:
+        cause = error.__cause__
+        if isinstance(cause, psycopg.errors.UniqueViolation) and cause.diag.constraint_name == IDEMPOTENCY:
+            replay = idempotent_replay(**used)  # a concurrent duplicate was admitted first
+            if replay is not None:
+                return replay
+        raise
+
+
+IDEMPOTENCY = "idempotency_key_unique"
+
+
+def idempotent_replay(*, api_key: ApiKey, key: str, request_hash: str) -> Admitted | None:
+    """The task the key's first request made, if it came within IDEMPOTENCY_HOURS; 422 if that request
+    was another. An older use of the key is forgotten."""
+    since = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_HOURS)
+    used = IdempotencyKey.objects.filter(api_key=api_key, key=key)
+    first = used.select_related("task").first()
+    if first is not None and first.created_at < since:
+        used.filter(pk=first.pk).delete()
+        first = None
+    if first is None:
+        return None
+    if first.request_hash != request_hash:
+        raise InvalidParam(
+            f"This Idempotency-Key came with another request in the last {settings.IDEMPOTENCY_HOURS} "
+            "hours: a new request needs a new key.",
+            code="idempotency_key_reused",
+            param="Idempotency-Key",
+        )
+    return Admitted(task=first.task, headers={"Idempotent-Replayed": "true"})
+
+
+def idempotency_keys_prune() -> int:
+    since = timezone.now() - timedelta(hours=settings.IDEMPOTENCY_HOURS)
+    return IdempotencyKey.objects.filter(created_at__lt=since).delete()[0]
+
+
+def _admit(
+    *,
+    api_key: ApiKey,
+    validated: dict[str, Any],
+    task_id: str | None,
+    dialect: str,
+    idempotency: dict[str, Any] | None = None,
+) -> Admitted:
     tenant = api_key.tenant
     price = price_current(name=validated["model"], group=tenant.group, tenant=tenant)
     # Most tenants have no overrides and most models a healthy channel: the price's statement says so,
@@ -129,16 +196,18 @@ def task_submit(
     )
     # The queue row is inserted with the task (foxgate/broker.py), not after it commits: a crash between
     # the commit and an on_commit enqueue would leave a task no job will ever run.
-    job = job_row("tasks.jobs.task_run", task.id, task_name=task.id)
+    alongside = [job_row("tasks.jobs.task_run", task.id, task_name=task.id)]
+    if idempotency is not None:
+        alongside.append((IdempotencyKey(task_id=task.id, **idempotency), {}))
     if not limits_apply(api_key=api_key):
         # The common case: one statement, committed on its own (tenants.services.credits_hold).
-        credits_hold(task=task, alongside=[job])
+        credits_hold(task=task, alongside=alongside)
         return Admitted(task=task, headers={})
     # Per-minute token limits count what the caller asked for; settlement corrects it to actual usage.
     limit_tokens = input_tokens + (request["max_tokens"] or 0)
     with transaction.atomic():
         headers = limits_admit(api_key=api_key, tokens=limit_tokens)
-        credits_hold(task=task, alongside=[job])
+        credits_hold(task=task, alongside=alongside)
         limits_record(api_key=api_key, task=task, tokens=limit_tokens)
     return Admitted(task=task, headers=headers)
 

@@ -30,7 +30,7 @@ from tasks.dialects import (
     anthropic_message_events,
     chat_completion_events,
 )
-from tasks.events import connection_release, listener
+from tasks.events import Subscription, connection_release, listener
 from tasks.models import Model, Task, new_task_id
 from tasks.selectors import models_available, task_as_api, task_get, task_wait
 from tasks.serializers import (
@@ -75,6 +75,18 @@ TASK_ID = OpenApiParameter(
     location=OpenApiParameter.PATH,
     pattern=f"^{TASK_ID_PATTERN.pattern}$",
     description="The task's id",
+)
+
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as Stripe's and the IETF draft's
+IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    pattern=IDEMPOTENCY_KEY.pattern,
+    description="The same key within 24 hours answers the first request's task, with no second hold or "
+    "upstream call; with another request it is 422 idempotency_key_reused.",
 )
 
 
@@ -133,6 +145,7 @@ class GenerationCreateApi(OneHopApi):
 
     @extend_schema(
         operation_id="generation_create",
+        parameters=[IDEMPOTENCY_KEY_HEADER],
         summary="Submit a generation",
         description="Async mode answers the task object at once; sync mode waits and answers the bare "
         "ChatCompletion, with the task id in X-Task-Id.",
@@ -158,15 +171,25 @@ class GenerationCreateApi(OneHopApi):
         task_id = new_task_id()
         async with listener().subscribe(task_id, wait=False) as heard:
             admitted = await sync_to_async(self.admit)(request, task_id)
-            task = admitted.task
-            headers = {"X-Task-Id": task.id, **admitted.headers}
-            if not task.sync:
-                return Response(task_as_api(task), headers=headers)
-            if task.stream:
-                return event_stream(self.events(task.id), headers=headers)
-            # The task runs in the worker cluster whatever happens here: if this client goes away, the
-            # wait is cancelled and the result stays available from GET /v1/tasks/{id}.
-            outcome = await task_wait(task_id=task.id, heard=heard, timeout=settings.SYNC_WAIT_SECONDS)
+            if admitted.task.id == task_id:
+                return await self.answered(admitted, heard)
+        # An Idempotency-Key's replay: the first request's task, which may have finished long ago
+        async with listener().subscribe(admitted.task.id, wait=False) as replayed:
+            replayed.changed = True  # so the wait reads it at once
+            return await self.answered(admitted, replayed)
+
+    async def answered(self, admitted: Admitted, heard: Subscription) -> Response:
+        """The admitted task as this endpoint answers it: the task object (async), its stream, or its
+        result once it has finished (sync)."""
+        task = admitted.task
+        headers = {"X-Task-Id": task.id, **admitted.headers}
+        if not task.sync:
+            return Response(task_as_api(task), headers=headers)
+        if task.stream:
+            return event_stream(self.events(task.id), headers=headers)
+        # The task runs in the worker cluster whatever happens here: if this client goes away, the
+        # wait is cancelled and the result stays available from GET /v1/tasks/{id}.
+        outcome = await task_wait(task_id=task.id, heard=heard, timeout=settings.SYNC_WAIT_SECONDS)
         if outcome.status == Task.Status.COMPLETED:
             return Response(self.answer(task.id, outcome.result), headers=headers)
         error = (
@@ -191,7 +214,11 @@ class GenerationCreateApi(OneHopApi):
             serializer.is_valid(raise_exception=True)
             self.validated = serializer.validated_data
             return task_submit(
-                api_key=request.user, validated=self.validated, task_id=task_id, dialect=self.dialect
+                api_key=request.user,
+                validated=self.validated,
+                task_id=task_id,
+                dialect=self.dialect,
+                idempotency_key=idempotency_key(request),
             )
         finally:
             connection_release()
@@ -205,6 +232,15 @@ class GenerationCreateApi(OneHopApi):
         return completion
 
 
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise InvalidParam(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters", param="Idempotency-Key"
+        )
+    return key
+
+
 class ChatCompletionCreateApi(GenerationCreateApi):
     """POST /v1/chat/completions: a generation in sync mode, asked and answered in OpenAI's format."""
 
@@ -213,6 +249,7 @@ class ChatCompletionCreateApi(GenerationCreateApi):
 
     @extend_schema(
         operation_id="chat_completion_create",
+        parameters=[IDEMPOTENCY_KEY_HEADER],
         summary="Create a chat completion (OpenAI's Chat Completions)",
         description="OpenAI's request and answer: the ChatCompletion, or with `stream: true` its chunks as "
         "`data:` lines ending with `data: [DONE]`. Every request is a task, its id in X-Task-Id.",
@@ -240,6 +277,7 @@ class EmbeddingsCreateApi(GenerationCreateApi):
 
     @extend_schema(
         operation_id="embeddings_create",
+        parameters=[IDEMPOTENCY_KEY_HEADER],
         summary="Create embeddings (OpenAI's Embeddings)",
         description="OpenAI's request and answer, served by channels of an embedding model and priced per "
         "input token. Every request is a task, its id in X-Task-Id.",
@@ -274,6 +312,7 @@ class MessageCreateApi(GenerationCreateApi):
 
     @extend_schema(
         operation_id="message_create",
+        parameters=[IDEMPOTENCY_KEY_HEADER],
         summary="Create a message (Anthropic's Messages)",
         description="Anthropic's request and answer: the Message, or with `stream: true` its events "
         "(message_start ... message_stop). Errors in Anthropic's body. Every request is a task, its id in "

@@ -9,9 +9,11 @@ be invalid keeps whatever schemathesis made:
   parameters must be a valid JSON Schema: rules across values, so generated conversations lose their
   tool exchanges, tools get distinct names and an open parameters schema, and tool_choice names the first;
 - OpenAPI 3.0 cannot bound an object's keys: metadata keys get the 1 to 64 characters the API takes;
-- nor compare two values: a thinking budget must be below max_tokens, so max_tokens is raised past it.
+- nor compare two values: a thinking budget must be below max_tokens, so max_tokens is raised past it;
+- an Idempotency-Key names one request: each case gets a key of its own.
 """
 
+import uuid
 from typing import Any
 
 import schemathesis
@@ -33,6 +35,8 @@ def map_case(context: Any, case: Any) -> Any:
     ):
         path = case.operation.path
         body["model"] = EMBEDDING_MODEL if path.endswith("/embeddings") else MODEL
+        if case.headers and "Idempotency-Key" in case.headers:
+            case.headers["Idempotency-Key"] = uuid.uuid4().hex  # a key reused with another body is a 422
         if path.endswith("/messages"):
             _anthropic_tools_made_consistent(body)
         elif not path.endswith("/embeddings"):
