@@ -11,8 +11,9 @@ Who a user is comes from the claims, at every sign-in: the groups claim (FOXGATE
 with that slug). The user is created on first sign-in, bound to the provider's subject (never to an
 email, which can change hands), and their staff flag and memberships are made to match the claims each
 time: a group removed at the provider is a role removed here at the next sign-in. A user whose groups map
-to nothing is refused with a page saying so, and loses the roles sign-in gave them. Every sign-in, refusal
-and role change is an AuditEvent.
+to nothing is refused with a page saying so, and loses the roles sign-in gave them; a user the platform
+deactivated stays deactivated, and sign-in refuses them. Every sign-in, refusal and role change is an
+AuditEvent.
 """
 
 import functools
@@ -110,10 +111,11 @@ def grants_from(claims: dict[str, Any]) -> Grants:
 def roles_sync(user: Any, grants: Grants, actor: Actor) -> None:
     """Make the user's staff flags and memberships what the grants say, auditing each change."""
     with transaction.atomic():
-        if (user.is_superuser, user.is_staff, user.is_active) != (grants.staff, grants.anything, True):
+        # is_active is left alone: a user the platform deactivated stays so, whatever their groups say
+        if (user.is_superuser, user.is_staff) != (grants.staff, grants.anything):
             before = {"platform_staff": user.is_superuser, "admin_site": user.is_staff}
-            user.is_superuser, user.is_staff, user.is_active = grants.staff, grants.anything, True
-            user.save(update_fields=["is_superuser", "is_staff", "is_active"])
+            user.is_superuser, user.is_staff = grants.staff, grants.anything
+            user.save(update_fields=["is_superuser", "is_staff"])
             after = {"platform_staff": user.is_superuser, "admin_site": user.is_staff}
             audit_record(
                 actor=actor,
@@ -169,9 +171,7 @@ class SsoBackend(OIDCAuthenticationBackend):
         actor = self.actor(claims)
         user = self.filter_users_by_claims(claims).first()
         if user is not None:
-            roles_sync(user, grants, actor)
-            user.is_active = False  # no password and no role: nothing left to sign in to
-            user.save(update_fields=["is_active"])
+            roles_sync(user, grants, actor)  # no role left: not even the admin site
         groups = claims.get(settings.OIDC_GROUPS_CLAIM) or []
         audit_record(
             actor=actor, action="sso.refused", tenant=None, target=actor.name, details={"groups": groups}
