@@ -6,6 +6,7 @@ rotatesecrets` re-encrypts stored values with the first so an old key can then b
 """
 
 from functools import cache
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -38,3 +39,17 @@ def decrypt(token: str) -> str:
 def reencrypt(token: str) -> str:
     """The same secret, encrypted with the newest key."""
     return _fernet(tuple(settings.SECRET_KEYS)).rotate(token.encode()).decode()
+
+
+def encrypted(column: str) -> property:
+    """A model property that reads and writes in plaintext the secret its `column` keeps encrypted (an
+    empty secret stays empty)."""
+
+    def read(row: Any) -> str:
+        token = getattr(row, column)
+        return decrypt(token) if token else ""
+
+    def write(row: Any, plaintext: str) -> None:
+        setattr(row, column, encrypt(plaintext) if plaintext else "")
+
+    return property(read, write)

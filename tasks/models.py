@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from foxgate.crypto import decrypt, encrypt
+from foxgate.crypto import encrypted
 from tenants.models import CREDITS, ApiKey, Tenant, TenantQuerySet
 
 TOKENS_PER_PRICE_UNIT = Decimal(1_000_000)
@@ -137,6 +137,7 @@ class Channel(models.Model):
     )
     # Encrypted at rest (foxgate/crypto.py); read and write it through `api_key`.
     api_key_encrypted = models.TextField(blank=True, editable=False)
+    api_key = encrypted("api_key_encrypted")
     served_models = models.ManyToManyField(Model, related_name="channels")
     model_mapping = models.JSONField(
         default=dict, blank=True, help_text="Public model name → the name this upstream knows it by."
@@ -167,14 +168,6 @@ class Channel(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    @property
-    def api_key(self) -> str:
-        return decrypt(self.api_key_encrypted) if self.api_key_encrypted else ""
-
-    @api_key.setter
-    def api_key(self, plaintext: str) -> None:
-        self.api_key_encrypted = encrypt(plaintext) if plaintext else ""
 
     @property
     def timeout(self) -> float:

@@ -1,7 +1,7 @@
 import pytest
 
 from tasks.models import Task
-from tests.helpers import database_dump
+from tests.helpers import database_dump, run_command
 
 
 @pytest.mark.django_db
@@ -31,3 +31,26 @@ def test_upstream_api_keys_are_encrypted_at_rest(fake_openai):
     )
     assert upstream_secret not in database_dump()
     assert Channel.objects.get(name="openai").api_key == upstream_secret  # the relay can still read it
+
+
+@pytest.mark.django_db
+def test_rotatesecrets_moves_every_stored_secret_to_the_newest_key(settings, fake_openai):
+    """After `rotatesecrets` the old key can be dropped: upstream keys and webhook secrets still read."""
+    from cryptography.fernet import Fernet
+
+    from tasks.models import Channel
+    from tasks.services import channel_add
+    from tenants.alerts import webhook_endpoint_add
+    from tenants.models import WebhookEndpoint
+    from tenants.services import tenant_create
+
+    settings.ALLOW_PRIVATE_WEBHOOKS = True
+    channel_add(
+        name="openai", provider="openai", base_url=fake_openai.base_url, api_key="sk-up", model_names=["m"]
+    )
+    secret = webhook_endpoint_add(tenant=tenant_create(slug="hooks"), url="https://127.0.0.1/hook").secret
+    newest = Fernet.generate_key().decode()
+    settings.SECRET_KEYS = [newest, *settings.SECRET_KEYS]
+    assert "re-encrypted 1 channel API keys and 1 webhook secrets" in run_command("rotatesecrets")
+    settings.SECRET_KEYS = [newest]
+    assert Channel.objects.get().api_key == "sk-up" and WebhookEndpoint.objects.get().secret == secret

@@ -3,19 +3,29 @@ from django.db import transaction
 
 from foxgate.crypto import reencrypt
 from tasks.models import Channel
+from tenants.models import WebhookEndpoint
+
+# Every secret encrypted at rest: the model, its encrypted column, what it is called in the report
+ENCRYPTED = (
+    (Channel, "api_key_encrypted", "channel API keys"),
+    (WebhookEndpoint, "secret_encrypted", "webhook secrets"),
+)
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every stored upstream API key with the first key of FOXGATE_SECRET_KEYS, "
-        "after which older keys can be removed from the list."
+        "Re-encrypt every stored secret (upstream API keys, webhook signing secrets) with the first key of "
+        "FOXGATE_SECRET_KEYS, after which older keys can be removed from the list."
     )
 
     def handle(self, *args, **options) -> None:
-        count = 0
+        counts = []
         with transaction.atomic():
-            for channel in Channel.objects.select_for_update().exclude(api_key_encrypted=""):
-                channel.api_key_encrypted = reencrypt(channel.api_key_encrypted)
-                channel.save(update_fields=["api_key_encrypted"])
-                count += 1
-        self.stdout.write(f"re-encrypted {count} channel API keys with the newest key")
+            for model, column, name in ENCRYPTED:
+                count = 0
+                for row in model.objects.select_for_update().exclude(**{column: ""}):
+                    setattr(row, column, reencrypt(getattr(row, column)))
+                    row.save(update_fields=[column])
+                    count += 1
+                counts.append(f"{count} {name}")
+        self.stdout.write(f"re-encrypted {' and '.join(counts)} with the newest key")
