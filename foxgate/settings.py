@@ -188,7 +188,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "foxgate.urls.sign_in_options",
+                "tenants.sso.sign_in_options",
             ],
         },
     },

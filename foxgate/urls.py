@@ -26,11 +26,6 @@ def home(request: HttpRequest) -> HttpResponse:
     return HttpResponse(HOME_PAGE)
 
 
-def sign_in_options(request: HttpRequest) -> dict[str, bool]:
-    """For the admin's sign-in page (templates/admin/login.html): which ways to sign in it offers."""
-    return {"sso_sign_in": bool(settings.OIDC_ISSUER), "password_sign_in": settings.PASSWORD_LOGIN}
-
-
 urlpatterns = [
     path("", home, name="home"),
     path("v1/", include("tasks.urls")),

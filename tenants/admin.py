@@ -650,11 +650,12 @@ class AlertAdmin(BigTableAdmin):
     """Every threshold crossed, with its deliveries; written by charges only."""
 
     read_perm = Perm.MONEY
-    list_display = ("fired_at", "tenant", "rule", "emailed_at")
-    list_select_related = ("tenant", "rule")
+    tenant_field = "rule__tenant"
+    list_display = ("fired_at", "rule__tenant", "rule", "emailed_at")
+    list_select_related = ("rule__tenant",)
     ordering = ("-fired_at",)
     inlines = (DeliveryLog,)
-    readonly_fields = ("rule", "tenant", "crossing", "details", "fired_at", "emailed_at")
+    readonly_fields = ("rule", "crossing", "details", "fired_at", "emailed_at")
     fields = readonly_fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -669,11 +670,12 @@ class WebhookDeliveryAdmin(BigTableAdmin):
     """The delivery log: each alert POSTed, every attempt's status code or error."""
 
     read_perm = Perm.MONEY
-    list_display = ("created_at", "tenant", "endpoint", "status", "attempt_count", "delivered_at")
+    tenant_field = "endpoint__tenant"
+    list_display = ("created_at", "endpoint__tenant", "endpoint", "status", "attempt_count", "delivered_at")
     list_filter = ("status",)
-    list_select_related = ("tenant", "endpoint")
+    list_select_related = ("endpoint__tenant",)
     ordering = ("-created_at",)
-    readonly_fields = ("alert", "tenant", "endpoint", "status", "attempts", "created_at", "delivered_at")
+    readonly_fields = ("alert", "endpoint", "status", "attempts", "created_at", "delivered_at")
     fields = readonly_fields
 
     @display(description="attempts")

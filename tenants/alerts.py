@@ -28,7 +28,7 @@ import socket
 import ssl
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -60,7 +60,7 @@ WITH watched AS (
     LEFT JOIN tenants_apikey k ON k.id = r.api_key_id
     WHERE r.tenant_id = %(tenant)s AND r.enabled AND (r.api_key_id IS NULL OR r.api_key_id = %(key)s)
 ), crossed AS (
-    SELECT rule_id, tenant_id,
+    SELECT rule_id,
         CASE kind
             WHEN 'budget' THEN 'period:' || to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
             ELSE 'topup:' || coalesce(topup, 0)
@@ -71,8 +71,8 @@ WITH watched AS (
     WHERE CASE kind WHEN 'budget' THEN budget > 0 AND spent * 100 >= budget * threshold
         ELSE funds < threshold END
 )
-INSERT INTO tenants_alert (rule_id, tenant_id, crossing, details, fired_at)
-SELECT rule_id, tenant_id, crossing, details, now() FROM crossed
+INSERT INTO tenants_alert (rule_id, crossing, details, fired_at)
+SELECT rule_id, crossing, details, now() FROM crossed
 ON CONFLICT (rule_id, crossing) DO NOTHING
 RETURNING id
 """
@@ -102,7 +102,7 @@ def alert_payload(alert: Alert) -> dict[str, Any]:
     return {
         "type": f"{rule.kind}.threshold_crossed",
         "alert_id": alert.pk,
-        "tenant": alert.tenant.slug,
+        "tenant": alert.rule.tenant.slug,
         "key_id": rule.api_key.key_id if rule.api_key_id else None,
         "threshold": str(rule.threshold),
         "unit": "percent" if rule.kind == AlertRule.Kind.BUDGET else "credits",
@@ -114,22 +114,20 @@ def alert_payload(alert: Alert) -> dict[str, Any]:
 def alert_send(alert_id: int, *, background: bool = True) -> None:
     """Email the alert and deliver it to its webhook: in a thread (`background`), so the worker is free
     at once; a delivery its process did not finish is taken up again by `deliveries_resume`."""
-    alert = Alert.objects.select_related("rule", "tenant", "rule__api_key", "rule__webhook").get(pk=alert_id)
+    alert = Alert.objects.select_related("rule__tenant", "rule__api_key", "rule__webhook").get(pk=alert_id)
     payload = alert_payload(alert)
     rule = alert.rule
     # Each is claimed before it is sent, so a job delivered twice sends once (an email at most once).
-    claimed = Alert.objects.filter(pk=alert.pk, emailed_at__isnull=True).update(emailed_at=timezone.now())
-    if rule.email and claimed:
+    unsent = Alert.objects.filter(pk=alert.pk, emailed_at__isnull=True)
+    if rule.email and unsent.update(emailed_at=timezone.now()):
         send_mail(
-            subject=f"FoxGate alert for {alert.tenant.slug}: {rule}",
+            subject=f"FoxGate alert for {rule.tenant.slug}: {rule}",
             message=json.dumps(payload, indent=2),
             from_email=None,
             recipient_list=[rule.email],
         )
     if rule.webhook is not None and rule.webhook.enabled:
-        delivery, created = WebhookDelivery.objects.get_or_create(
-            alert=alert, endpoint=rule.webhook, defaults={"tenant": alert.tenant}
-        )
+        delivery, created = WebhookDelivery.objects.get_or_create(alert=alert, endpoint=rule.webhook)
         if not created:
             return  # another delivery of this job is sending it (or `deliveries_resume` will)
         if background:
@@ -284,9 +282,9 @@ def deliveries_resume() -> int:
     for delivery in WebhookDelivery.objects.filter(
         status=WebhookDelivery.Status.PENDING, created_at__lt=stale
     ):
-        last = delivery.attempts[-1]["at"] if delivery.attempts else None
-        if last is None or last < stale.isoformat():
-            alert = Alert.objects.select_related("rule", "tenant", "rule__api_key").get(pk=delivery.alert_id)
+        last = datetime.fromisoformat(delivery.attempts[-1]["at"]) if delivery.attempts else None
+        if last is None or last < stale:
+            alert = Alert.objects.select_related("rule__tenant", "rule__api_key").get(pk=delivery.alert_id)
             webhook_deliver(delivery.pk, alert_payload(alert))
             resumed += 1
     return resumed

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from foxgate.crypto import decrypt, encrypt
+from foxgate.crypto import encrypted
 from foxgate.errors import ApiError, AuthenticationError, PermissionDenied
 
 KEY_PREFIX = "sk-"
@@ -486,6 +486,7 @@ class WebhookEndpoint(models.Model):
     url = models.URLField(max_length=2048, help_text="HTTPS only; private addresses are refused.")
     # Encrypted at rest (foxgate/crypto.py); read and write it through `secret`.
     secret_encrypted = models.TextField(editable=False)
+    secret = encrypted("secret_encrypted")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -493,14 +494,6 @@ class WebhookEndpoint(models.Model):
 
     def __str__(self) -> str:
         return self.url
-
-    @property
-    def secret(self) -> str:
-        return decrypt(self.secret_encrypted)
-
-    @secret.setter
-    def secret(self, plaintext: str) -> None:
-        self.secret_encrypted = encrypt(plaintext)
 
 
 class AlertRule(models.Model):
@@ -540,7 +533,6 @@ class Alert(models.Model):
     last top-up before it fell), whatever number of charges or processes crossed it together."""
 
     rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     crossing = models.CharField(max_length=64)
     details = models.JSONField(default=dict)
     fired_at = models.DateTimeField(default=timezone.now)
@@ -564,7 +556,6 @@ class WebhookDelivery(models.Model):
         FAILED = "failed"
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.JSONField(default=list, help_text="Each attempt: when, the status code or the error.")

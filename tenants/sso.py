@@ -233,6 +233,12 @@ class SsoAuthenticationRequestView(OIDCAuthenticationRequestView):
         return import_from_settings(attr, *args)
 
 
+def sign_in_options(request: HttpRequest) -> dict[str, bool]:
+    """A context processor for the admin's sign-in page (templates/admin/login.html): the ways to sign in
+    it offers."""
+    return {"sso_sign_in": bool(settings.OIDC_ISSUER), "password_sign_in": settings.PASSWORD_LOGIN}
+
+
 def sso_refused(request: HttpRequest) -> HttpResponse:
     """Where a refused or failed sign-in lands: who was refused and why, in words."""
     return TemplateResponse(

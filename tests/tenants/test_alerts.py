@@ -10,7 +10,14 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from tenants.alerts import alert_rule_save, alert_send, alerts_fire, webhook_endpoint_add, webhook_url_check
+from tenants.alerts import (
+    alert_rule_save,
+    alert_send,
+    alerts_fire,
+    deliveries_resume,
+    webhook_endpoint_add,
+    webhook_url_check,
+)
 from tenants.models import Alert, AlertRule, ApiKey, AuditEvent, Tenant, WebhookDelivery, WebhookEndpoint
 from tenants.services import apikey_issue, budgets_reset, credits_topup, tenant_create
 from tests.webhooks import Receiver
@@ -129,3 +136,21 @@ def test_a_rule_on_a_key_watches_that_keys_budget(settings):
         alert_rule_save(
             rule=AlertRule(tenant=tenant, kind=AlertRule.Kind.BUDGET, threshold=Decimal(150), email="a@b.c")
         )
+
+
+def test_a_delivery_a_dead_process_left_pending_is_resumed(private_webhooks):
+    tenant = tenant_create(slug="resumed", credits=Decimal(10), budget=Decimal(1))
+    key = apikey_issue(tenant=tenant).api_key
+    with Receiver(private_webhooks) as receiver:
+        endpoint = webhook_endpoint_add(tenant=tenant, url=receiver.url)
+        budget_rule(tenant, endpoint)
+        Tenant.objects.filter(pk=tenant.pk).update(period_spend=Decimal("0.9"))
+        (alert_id,) = alerts_fire(tenant_id=tenant.pk, api_key_id=key.pk)
+        # the process that created the delivery died before its first attempt
+        WebhookDelivery.objects.create(
+            alert_id=alert_id, endpoint=endpoint, created_at=timezone.now() - timedelta(minutes=5)
+        )
+        assert deliveries_resume() == 1
+        (received,) = receiver.wait_for(1)
+    assert received.json()["alert_id"] == alert_id and WebhookDelivery.objects.get().status == "delivered"
+    assert deliveries_resume() == 0
