@@ -72,10 +72,10 @@ def main() -> None:
     from tasks.catalog import catalog
     from tasks.events import FINISHED, PAYLOAD_LIMIT
     from tasks.models import Task
-    from tasks.relay.settle import NOTIFY, task_finish
     from tasks.selectors import TaskOutcome, task_outcome
     from tasks.serializers import GenerationRequestSerializer
     from tasks.services import price_current, task_submit
+    from tasks.settle import NOTIFY, task_finish
     from tenants.models import ApiKey, Tenant
 
     tenant = Tenant.objects.get(pk=bench.tenant_id)

@@ -89,6 +89,11 @@ class MethodNotAllowed(ApiError):
     code = "method_not_allowed"
 
 
+class TaskAlreadyFinished(ApiError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "task_already_finished"
+
+
 class InvalidParam(ApiError):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     code = "invalid_param"
@@ -129,6 +134,7 @@ class TaskFailed(ApiError):
         "all_platforms_exhausted": status.HTTP_503_SERVICE_UNAVAILABLE,
         "no_available_channel": status.HTTP_503_SERVICE_UNAVAILABLE,
         "internal_error": status.HTTP_500_INTERNAL_SERVER_ERROR,
+        "cancelled": status.HTTP_409_CONFLICT,  # a sync request whose task was cancelled meanwhile
     }
 
     def __init__(self, code: str, message: str) -> None:
@@ -138,6 +144,8 @@ class TaskFailed(ApiError):
             self.error_type = "service_unavailable_error"
         elif self.status_code == status.HTTP_500_INTERNAL_SERVER_ERROR:
             self.error_type = "server_error"
+        elif self.status_code == status.HTTP_409_CONFLICT:
+            self.error_type = "invalid_request_error"
 
 
 class StillRunning(ApiError):

@@ -20,7 +20,7 @@ from unfold.admin import TabularInline
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminPasswordWidget
 
-from foxgate.errors import ApiError
+from foxgate.errors import ApiError, TaskAlreadyFinished
 from tasks.dashboards import failures_dashboard, usage_dashboard
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
 from tasks.serializers import is_inline
@@ -34,6 +34,7 @@ from tasks.services import (
     price_set,
     task_submit,
 )
+from tasks.settle import task_cancel
 from tenants.access import Perm, PlatformAdmin, can_any, is_platform, scope
 from tenants.admin import BigTableAdmin, admin_actor, form_values
 from tenants.models import ApiKey, Tenant
@@ -411,7 +412,7 @@ class TaskAdmin(BigTableAdmin):
     search_fields = ("id__exact",)  # the primary key's index; "=id" would be a case-insensitive scan
     ordering = ("-created_at",)
     inlines = (AttemptTimeline,)
-    actions = ("retry_as_new",)
+    actions = ("retry_as_new", "cancel")
     fields = (
         "id",
         "tenant",
@@ -451,7 +452,13 @@ class TaskAdmin(BigTableAdmin):
 
     @display(
         description="status",
-        label={"completed": "success", "failed": "danger", "processing": "info", "pending": "warning"},
+        label={
+            "completed": "success",
+            "failed": "danger",
+            "cancelled": "danger",
+            "processing": "info",
+            "pending": "warning",
+        },
     )
     def status_badge(self, obj: Task) -> str:
         return obj.status
@@ -503,6 +510,29 @@ class TaskAdmin(BigTableAdmin):
             self.message_user(request, f"{task.id} resubmitted as {admitted.task.id}")
         if not retried:
             self.message_user(request, "No failed task among the selection was retried.", messages.WARNING)
+
+    @action(description="Cancel", permissions=["retry"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """As POST /v1/tasks/{id}/cancel does: a pending task is cancelled at once, its hold released; a
+        processing one's worker is asked to stop its call and settle it (the list shows it when done)."""
+        queryset = self.acting_on(request, queryset, Perm.RETRY)
+        counts = {True: 0, False: 0}
+        who = f"admin user {request.user.get_username()}"
+        for task in queryset.filter(status__in=Task.UNFINISHED)[: self.CANCEL_AT_ONCE]:
+            try:
+                counts[task_cancel(task, by=who)] += 1
+            except TaskAlreadyFinished:
+                continue  # it finished meanwhile: nothing to cancel
+        if not any(counts.values()):
+            self.message_user(request, "No unfinished task among the selection.", messages.WARNING)
+            return
+        self.message_user(
+            request,
+            f"{counts[True]} pending tasks cancelled, their holds released; "
+            f"the workers of {counts[False]} processing tasks asked to stop them.",
+        )
+
+    CANCEL_AT_ONCE = 1000
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return can_any(request.user, Perm.RETRY)

@@ -20,7 +20,7 @@ loses a chunk. The same connection hears catalog changes, for the process's cata
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,6 +35,9 @@ from tasks.catalog import catalog
 logger = logging.getLogger(__name__)
 
 CHANNEL = "foxgate_tasks"
+# Web processes ask the worker running a task to stop it (tasks.settle.task_cancel): the payload is the
+# task id, heard by every worker engine (tasks/relay/engine.py).
+CANCELS = "foxgate_cancels"
 RECONNECT_SECONDS = 0.25  # short: after a database restart, events resume at once
 CONNECT_WAIT_SECONDS = 2.0
 PAYLOAD_LIMIT = 7900  # bytes; PostgreSQL refuses notification payloads of 8000 or more
@@ -112,38 +115,31 @@ class Listener:
         return self.listening.is_set() and self.loop.is_running()
 
     async def _run(self) -> None:
-        connected = True  # so the first failure is logged, and not each retry while the database is away
-        while True:
-            try:
-                conn = await psycopg.AsyncConnection.connect(**conninfo(), autocommit=True)
-                connected = True
-                async with conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    await conn.execute(f"LISTEN {CATALOG}")
-                    catalog.listener_started(self)
-                    try:
-                        self.listening.set()
-                        self._everyone_missed_something()  # what happened while we were not listening
-                        async for notify in conn.notifies():
-                            if notify.channel == CATALOG:
-                                catalog.changed()
-                                continue
-                            task_id = notify.payload.split(" ", 1)[0]
-                            for subscription in self.subscriptions.get(task_id, ()):
-                                subscription.hear(notify.payload)
-                    finally:
-                        catalog.listener_stopped(self)
-            except asyncio.CancelledError:
-                raise
-            except psycopg.OperationalError as error:
-                if connected:
-                    logger.warning("task event listener lost the database (%s); reconnecting", error)
-                connected = False
-            except Exception:
-                logger.exception("task event listener failed; reconnecting")
-            self.listening.clear()
-            self._everyone_missed_something()
-            await asyncio.sleep(RECONNECT_SECONDS)
+        await listen_forever(
+            (CHANNEL, CATALOG),
+            name="task event listener",
+            heard=self._heard,
+            connected=self._connected,
+            disconnected=self._disconnected,
+        )
+
+    def _heard(self, notify: psycopg.Notify) -> None:
+        if notify.channel == CATALOG:
+            catalog.changed()
+            return
+        task_id = notify.payload.split(" ", 1)[0]
+        for subscription in self.subscriptions.get(task_id, ()):
+            subscription.hear(notify.payload)
+
+    def _connected(self) -> None:
+        catalog.listener_started(self)
+        self.listening.set()
+        self._everyone_missed_something()  # what happened while we were not listening
+
+    def _disconnected(self) -> None:
+        catalog.listener_stopped(self)
+        self.listening.clear()
+        self._everyone_missed_something()
 
     def _everyone_missed_something(self) -> None:
         for subscriptions in self.subscriptions.values():
@@ -174,6 +170,39 @@ class Listener:
             self.subscriptions[task_id].discard(subscription)
             if not self.subscriptions[task_id]:
                 del self.subscriptions[task_id]
+
+
+async def listen_forever(
+    channels: tuple[str, ...],
+    *,
+    name: str,
+    heard: Callable[[psycopg.Notify], None],
+    connected: Callable[[], None] = lambda: None,
+    disconnected: Callable[[], None] = lambda: None,
+) -> None:
+    """LISTEN on `channels` on a connection of its own and pass each notification to `heard`, for as long
+    as the calling task runs: after the database went away, again every RECONNECT_SECONDS (the outage
+    logged once). `connected` and `disconnected` bracket each connection that listened."""
+    logged = False
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(**conninfo(), autocommit=True) as conn:
+                logged = False
+                for channel in channels:
+                    await conn.execute(f"LISTEN {channel}")
+                connected()
+                try:
+                    async for notify in conn.notifies():
+                        heard(notify)
+                finally:
+                    disconnected()
+        except psycopg.OperationalError as error:
+            if not logged:
+                logger.warning("%s lost the database (%s); reconnecting", name, error)
+            logged = True
+        except Exception:
+            logger.exception("%s failed; reconnecting", name)
+        await asyncio.sleep(RECONNECT_SECONDS)
 
 
 _listeners: dict[asyncio.AbstractEventLoop, Listener] = {}

@@ -210,8 +210,9 @@ class Task(models.Model):
         PROCESSING = "processing"
         COMPLETED = "completed"
         FAILED = "failed"
+        CANCELLED = "cancelled"
 
-    FINISHED = (Status.COMPLETED, Status.FAILED)
+    FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
     UNFINISHED = (Status.PENDING, Status.PROCESSING)
 
     id = models.CharField(primary_key=True, max_length=64, default=new_task_id)
@@ -267,6 +268,9 @@ class Task(models.Model):
     # lease means that process died, and reclaim runs the task again (tasks/relay/reclaim.py).
     lease_owner = models.CharField(max_length=128, blank=True, help_text="host:pid of the running process.")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Set when the task was cancelled while processing: its worker stops the call and settles it
+    # (tasks.services.task_cancel).
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()
 

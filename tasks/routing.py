@@ -11,7 +11,7 @@ Breaker, kept on the Channel row so every worker in every process agrees:
 - open → half-open once the cooldown is over: exactly one worker wins the conditional UPDATE that
   claims the trial call; everyone else keeps skipping the channel;
 - half-open → closed when the trial succeeds (in the statement that settles its task,
-  tasks/relay/settle.py), → open again (a fresh cooldown) when it fails.
+  tasks/settle.py), → open again (a fresh cooldown) when it fails.
 An upstream that refuses the channel's own credentials (401/403) disables the channel, reason recorded.
 """
 

@@ -118,7 +118,7 @@ def task_outcome(*, task_id: str) -> TaskOutcome:
 def task_as_api(task: Task) -> dict[str, Any]:
     """The task object of API.md."""
     completed = task.status == Task.Status.COMPLETED
-    failed = task.status == Task.Status.FAILED
+    failed = task.status in (Task.Status.FAILED, Task.Status.CANCELLED)
     return {
         "id": task.id,
         "object": "llm.generation.task",
@@ -126,6 +126,7 @@ def task_as_api(task: Task) -> dict[str, Any]:
         "model": task.model,
         "status": task.status,
         "progress": task.progress,
+        "can_cancel": not task.is_finished,
         "created": int(task.created_at.timestamp()),
         "stream": {"url": f"/v1/llm/generations/{task.id}/stream"} if task.stream else None,
         "results": [task.result] if completed else None,

@@ -12,6 +12,7 @@ urlpatterns = [
         "llm/generations/<str:task_id>/stream", views.GenerationStreamApi.as_view(), name="generation-stream"
     ),
     path("tasks/<str:task_id>", views.TaskDetailApi.as_view(), name="task-detail"),
+    path("tasks/<str:task_id>/cancel", views.TaskCancelApi.as_view(), name="task-cancel"),
     path("configs/llm_generations_models", views.GenerationModelListApi.as_view(), name="generation-models"),
     path("models", views.ModelListApi.as_view(), name="models"),
     path("account/credits", views.AccountCreditsApi.as_view(), name="account-credits"),

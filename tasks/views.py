@@ -22,7 +22,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from foxgate.errors import InvalidParam, NotFound, StillRunning, TaskFailed, api_exception_handler
+from foxgate.errors import (
+    InvalidParam,
+    NotFound,
+    StillRunning,
+    TaskAlreadyFinished,
+    TaskFailed,
+    api_exception_handler,
+)
 from tasks import schema
 from tasks.dialects import (
     anthropic_error,
@@ -41,6 +48,7 @@ from tasks.serializers import (
     StrictRequestSerializer,
 )
 from tasks.services import Admitted, task_submit
+from tasks.settle import task_cancel
 from tasks.streaming import EventStreamRenderer, stream_check, task_events
 from tenants.authentication import AnthropicKeyAuthentication
 from tenants.selectors import credits_summary
@@ -53,6 +61,7 @@ ERRORS = {
         402: "insufficient_balance, budget_exceeded",
         403: "model_not_allowed, ip_not_allowed, tenant_suspended",
         404: "task_not_found, stream_not_found",
+        409: "task_already_finished",
         410: "stream_expired",
         413: "request_too_large",
         422: "invalid_param, model_not_found, model_rule_violation, invalid_image_url",
@@ -194,7 +203,7 @@ class GenerationCreateApi(OneHopApi):
             return Response(self.answer(task.id, outcome.result), headers=headers)
         error = (
             TaskFailed(outcome.error_code, outcome.error_message)
-            if outcome.status == Task.Status.FAILED
+            if outcome.status in (Task.Status.FAILED, Task.Status.CANCELLED)
             else StillRunning(
                 f"The task is still running after {settings.SYNC_WAIT_SECONDS:g}s; "
                 f"poll GET /v1/tasks/{task.id} for its result."
@@ -411,6 +420,61 @@ class TaskDetailApi(OneHopApi):
         try:
             self.initial(request)
             return task_get(tenant=request.auth, task_id=task_id_checked(task_id))
+        finally:
+            connection_release()
+
+
+class TaskCancelApi(OneHopApi):
+    # How long the answer waits for the worker of a processing task to stop its call and settle it: it
+    # hears the request at once (a notification), or at its next lease renewal if it missed that.
+    WAIT_SECONDS = 10
+
+    @extend_schema(
+        operation_id="task_cancel",
+        summary="Cancel a task",
+        description="A pending task is cancelled at once and its whole hold released. A processing one "
+        "has its upstream call stopped, is charged what the provider reported or else what was delivered, "
+        "and the rest of its hold is released; its streams end with an `error` event and a sync request "
+        "waiting for it answers `cancelled`. The answer is the cancelled task (200), or, if its worker "
+        "has not settled it within a few seconds, the task still processing (202) with the cancel under "
+        "way. A finished task is 409 task_already_finished.",
+        request=None,
+        parameters=[TASK_ID],
+        responses={
+            (200, "application/json"): schema.TaskSchema,
+            (202, "application/json"): schema.TaskSchema,
+            **errors(404, 409),
+        },
+    )
+    async def post(self, request: Request, task_id: str) -> Response:
+        task_id = task_id_checked(task_id)
+        # Listening before the request is made: the worker's settlement cannot go unheard.
+        async with listener().subscribe(task_id) as heard:
+            task, cancelled = await sync_to_async(self.cancel)(request, task_id)
+            if cancelled:
+                return Response(task_as_api(task))
+            await task_wait(task_id=task_id, heard=heard, timeout=self.WAIT_SECONDS)
+        task = await sync_to_async(self.reread)(task)
+        if task.status == Task.Status.PROCESSING:
+            return Response(task_as_api(task), status=202)
+        if task.status != Task.Status.CANCELLED:  # it finished before the worker heard the request
+            raise TaskAlreadyFinished(
+                f"Task {task.id} finished ({task.status}) before it could be cancelled."
+            )
+        return Response(task_as_api(task))
+
+    def cancel(self, request: Request, task_id: str) -> tuple[Task, bool]:
+        try:
+            self.initial(request)
+            task = task_get(tenant=request.auth, task_id=task_id)
+            return task, task_cancel(task, by=f"API key {request.user.key_id}")
+        finally:
+            connection_release()
+
+    def reread(self, task: Task) -> Task:
+        try:
+            task.refresh_from_db()
+            return task
         finally:
             connection_release()
 

@@ -10,7 +10,7 @@ reads B's. A user without a membership sees nothing, whatever their `is_staff` f
 | `read`        | tasks, keys, members, rule overrides, failures |   x   |   x   |    x    |   x    |   x    |
 | `money`       | tenants' balances, ledger + CSV export, usage  |   x   |   x   |    x    |        |        |
 | `manage_keys` | issue, change limits of, rotate, revoke keys   |   x   |   x   |         |        |        |
-| `retry`       | retry a failed task as a new task              |   x   |   x   |         |        |        |
+| `retry`       | retry a failed task as new; cancel a task      |   x   |   x   |         |        |        |
 | `audit`       | the tenant's audit events                      |   x   |   x   |         |        |        |
 | `top_up`      | add credits (platform staff only)              |       |       |         |        |        |
 

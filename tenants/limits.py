@@ -119,7 +119,7 @@ def limits_record(*, api_key: ApiKey, task, tokens: int) -> None:
 
 
 # Replaces the admission estimate with the tokens the task really used: a CTE of the settling statement
-# (tasks/relay/settle.py), acting on the rate events of the task row in its CTE `settled`.
+# (tasks/settle.py), acting on the rate events of the task row in its CTE `settled`.
 LIMITS_SETTLE = """
 settle_rates AS (
     UPDATE tenants_rateevent r SET tokens = %(settle_tokens)s FROM settled g WHERE r.task_id = g.id

@@ -562,7 +562,7 @@ def _hold_refusal(task: "Task") -> InsufficientQuota | None:
     return None
 
 
-# Settlement of a task's hold, as CTEs of the settling statement (tasks/relay/settle.py), with the
+# Settlement of a task's hold, as CTEs of the settling statement (tasks/settle.py), with the
 # parameters credits_settle computes. They act only for the row of that statement's CTE `settled`: the
 # task row it moves from unfinished to finished (columns id, tenant_id, api_key_id, price_id), so a task
 # is settled once whatever redelivery or retry settles it again; the ledger's one line per (task, kind)

@@ -35,7 +35,7 @@ def poll_until_finished(client: httpx.Client, task_id: str, timeout: float = 20)
     deadline = time.monotonic() + timeout
     while True:
         task = client.get(f"/v1/tasks/{task_id}").json()
-        if task["status"] in ("completed", "failed") or time.monotonic() > deadline:
+        if task["status"] in ("completed", "failed", "cancelled") or time.monotonic() > deadline:
             return task
         time.sleep(0.05)
 

@@ -156,6 +156,8 @@ class FakeRequestHandler(BaseHTTPRequestHandler):
     """The knobs in force for this request, fixed when it arrived."""
     response_headers: dict[str, str]
     """Extra headers for every answer to this request (``send_json`` and ``start_stream``)."""
+    record: dict[str, Any]
+    """This request as ``/_fake/requests`` lists it."""
 
     def setup(self) -> None:
         super().setup()
@@ -202,8 +204,13 @@ class FakeRequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def write_chunk(self, data: bytes) -> None:
-        """Send ``data`` (non-empty: an empty chunk would end the body) to the client right away."""
-        self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+        """Send ``data`` (non-empty: an empty chunk would end the body) to the client right away; a
+        client that hung up mid-stream is noted in the request's record (``client_closed``)."""
+        try:
+            self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+        except ConnectionError:
+            self.record["client_closed"] = True
+            raise
 
     def send_event(self, data: str, event: str | None = None) -> None:
         """Send one server-sent event."""
@@ -380,7 +387,9 @@ class FakeProviderServer:
             "path": exchange.path,
             "headers": {name.lower(): value for name, value in exchange.headers.items()},
             "body": exchange.body,
+            "client_closed": False,  # the client hung up before the answer ended
         }
+        exchange.record = entry
         with self._lock:
             self._requests.append(entry)
 
@@ -391,6 +400,7 @@ class FakeProviderServer:
             readable, _, _ = select.select([sock], [], [], 0)
             # Readable with nothing to read means the client closed its end.
             if readable and not sock.recv(1, socket.MSG_PEEK):
+                exchange.record["client_closed"] = True
                 return
 
     def _control(self, exchange: FakeRequestHandler) -> None:

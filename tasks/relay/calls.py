@@ -1,13 +1,54 @@
 """The outcome of one upstream call, and the assembly of a streamed answer into a ChatCompletion."""
 
+import asyncio
 import math
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tasks.relay.providers import UpstreamError
 
+T = TypeVar("T")
 CHARS_PER_TOKEN = 4  # to estimate delivered output when a broken stream reported no usage
+
+
+CANCELLED = UpstreamError("The task was cancelled during this call.", code="cancelled", retryable=False)
+
+
+class Cancel:
+    """A running task's cancel request, as its generation sees it.
+
+    The request interrupts the generation only while it waits on its upstream (`upstream`), where
+    cancelling the wait closes the upstream connection; anywhere else (a statement in flight, whose
+    interruption would leave a shared connection mid-query) it is only noted, and the generation looks
+    at `requested` when that step is done."""
+
+    __slots__ = ("requested", "waiting")
+
+    def __init__(self, *, requested: bool = False) -> None:
+        self.requested = requested
+        self.waiting: asyncio.Task | None = None
+
+    def request(self) -> None:
+        if not self.requested:
+            self.requested = True
+            if self.waiting is not None:
+                self.waiting.cancel()
+
+    async def upstream(self, awaitable: Awaitable[T]) -> T | None:
+        """What `awaitable` (a read from the upstream, or a pause) gives, or None if the request came
+        while it waited: the wait is then cancelled, and with it the upstream call's connection."""
+        self.waiting = asyncio.current_task()
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if not self.requested:
+                raise  # a drain's, not ours
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            return None
+        finally:
+            self.waiting = None
 
 
 @dataclass

@@ -37,8 +37,9 @@ from django.utils import timezone
 from foxgate.database import prepared_cursor
 from foxgate.errors import DATABASE_OUTAGE
 from foxgate.logs import set_tenant, task_context
+from tasks.events import CANCELS, listen_forever
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
-from tasks.relay.calls import CallOutcome, StreamAssembly
+from tasks.relay.calls import CANCELLED, CallOutcome, Cancel, StreamAssembly
 from tasks.relay.chunks import ChunkConnections, ChunkWriter
 from tasks.relay.providers import (
     RELAYS,
@@ -50,8 +51,8 @@ from tasks.relay.providers import (
     pooled_client,
 )
 from tasks.relay.reclaim import leases_reclaim, leases_renew, tasks_hand_back
-from tasks.relay.settle import ATTEMPT_END_FIELDS, task_fail, task_finish
 from tasks.routing import attempt_start, breaker_failure
+from tasks.settle import ATTEMPT_END_FIELDS, task_fail, task_finish
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class Runtime:
     client: httpx.AsyncClient
     owner: str
     chunks: ChunkConnections | None = None  # shared; None: each stream opens its own
-    claimed: set[str] = field(default_factory=set)
+    claimed: dict[str, Cancel] = field(default_factory=dict)  # task id → its cancel request
 
 
 @dataclass
@@ -226,14 +227,15 @@ async def generation_run(task_id: str, rt: Runtime) -> None:
     if claim is None:
         logger.info("task %s already claimed; skipping redelivery", task_id)
         return
-    rt.claimed.add(task_id)
+    # A task cancelled while handed back to pending, before this claim, comes with its request.
+    cancel = rt.claimed[task_id] = Cancel(requested=claim.task.cancel_requested_at is not None)
     try:
-        await _attempts(claim, rt)
+        await _attempts(claim, rt, cancel)
     finally:
-        rt.claimed.discard(task_id)
+        del rt.claimed[task_id]
 
 
-async def _attempts(claim: Claim, rt: Runtime) -> None:
+async def _attempts(claim: Claim, rt: Runtime, cancel: Cancel) -> None:
     task = claim.task
     set_tenant(task.tenant.slug)
     deadline = time.monotonic() + settings.TASK_DEADLINE_SECONDS
@@ -247,14 +249,14 @@ async def _attempts(claim: Claim, rt: Runtime) -> None:
     # afresh, since the failure that caused it may have moved a breaker.
     channels: list[Channel] | None = claim.channels
     opened = claim.opened
-    while calls < settings.MAX_ATTEMPTS and time.monotonic() < deadline:
+    while calls < settings.MAX_ATTEMPTS and time.monotonic() < deadline and not cancel.requested:
         if opened is None:
             opened = await rt.db(attempt_start, task=task, exclude=tried, channels=channels)
         attempt, busy = opened
         opened = channels = None
         if attempt is None:
             if busy:  # every channel left is at its max concurrency: wait for a slot
-                await asyncio.sleep(CHANNEL_BUSY_WAIT_SECONDS)
+                await cancel.upstream(asyncio.sleep(CHANNEL_BUSY_WAIT_SECONDS))
                 continue
             if (
                 retrying
@@ -268,7 +270,7 @@ async def _attempts(claim: Claim, rt: Runtime) -> None:
             # 5xx, 429) gets another call on it after a pause, within the deadline and MAX_ATTEMPTS.
             # With several channels, each failed once is the answer (failover already retried).
             pause = min(retry_backoff(calls, last_error), max(0.0, deadline - time.monotonic()))
-            await asyncio.sleep(pause)
+            await cancel.upstream(asyncio.sleep(pause))
             tried.discard(last_channel.id)
             retrying = True  # if even that channel cannot take it now, stop
             continue
@@ -279,14 +281,17 @@ async def _attempts(claim: Claim, rt: Runtime) -> None:
         started = time.monotonic()
         request = upstream_request(task, attempt.channel)
         if task.stream:
-            outcome = await upstream_stream(rt, claim, attempt.channel, request)
+            outcome = await upstream_stream(rt, claim, attempt.channel, request, cancel)
         else:
-            outcome = await upstream_complete(rt, attempt.channel, request)
+            outcome = await upstream_complete(rt, attempt.channel, request, cancel)
         error = outcome.error
         if error is None:
             await rt.db(attempt_settle, task, attempt, started, outcome)
             return
         await rt.db(attempt_finish, attempt, started, outcome)
+        if error is CANCELLED:  # the caller's doing, not the channel's: its breaker is left alone
+            await rt.db(task_cancelled, task, outcome, channel=attempt.channel)
+            return
         await rt.db(breaker_failure, attempt.channel, error)
         # A refused channel key is the channel's fault, not the request's: another channel may serve.
         if outcome.delivered_tokens or (not error.retryable and not error.auth_failure):
@@ -302,6 +307,9 @@ async def _attempts(claim: Claim, rt: Runtime) -> None:
             return
         last_error = error
         last_channel = attempt.channel
+    if cancel.requested:  # between calls: nothing more was sent
+        await rt.db(task_cancelled, task, CallOutcome(error=CANCELLED), channel=last_channel)
+        return
     tries = f"{len(used)} channel{'s' if len(used) != 1 else ''}"
     reason = f"last error: {last_error.message}" if last_error else "no healthy channel serves this model"
     await rt.db(
@@ -339,34 +347,44 @@ def relay_for(channel: Channel, client: httpx.AsyncClient | None = None) -> Rela
     return RELAYS[channel.provider](client or http_client(), upstream)
 
 
-async def upstream_complete(rt: Runtime, channel: Channel, request: UpstreamRequest) -> CallOutcome:
+async def upstream_complete(
+    rt: Runtime, channel: Channel, request: UpstreamRequest, cancel: Cancel
+) -> CallOutcome:
     relay = relay_for(channel, rt.client)
     try:
-        completion = await (relay.embed if request.embedding else relay.complete)(request)
+        completion = await cancel.upstream((relay.embed if request.embedding else relay.complete)(request))
     except UpstreamError as error:
         return CallOutcome(error=error)
+    if completion is None:  # cancelled: a provider reports usage only with the answer
+        return CallOutcome(error=CANCELLED)
     return CallOutcome(completion=completion, usage=completion["usage"])
 
 
 async def upstream_stream(
-    rt: Runtime, claim: Claim, channel: Channel, request: UpstreamRequest
+    rt: Runtime, claim: Claim, channel: Channel, request: UpstreamRequest, cancel: Cancel
 ) -> CallOutcome:
     """Stream from the upstream, storing and announcing each chunk as it comes; the ChatCompletion is
-    assembled from the chunks. Numbering continues after chunks an earlier attempt already stored."""
+    assembled from the chunks. Numbering continues after chunks an earlier attempt already stored. A
+    cancel stops the stream between chunks, and its outcome says what was delivered by then."""
     assembly = StreamAssembly(started=time.monotonic())
     expected = request.max_tokens or request.default_max_tokens
+    chunks = relay_for(channel, rt.client).stream(request)
     async with ChunkWriter(
         claim.task.id, next_seq=claim.chunks_stored, expected_tokens=expected, connections=rt.chunks
     ) as writer:
         try:
-            async for chunk in relay_for(channel, rt.client).stream(request):
+            while not cancel.requested:
+                chunk = await cancel.upstream(anext(chunks, None))
+                if chunk is None:
+                    break
                 assembly.add(chunk)
                 await writer.write(json.dumps(chunk, separators=(",", ":")), delivered_tokens=assembly.tokens)
         except UpstreamError as error:
             return assembly.outcome(error)
         finally:
             claim.chunks_stored = writer.next_seq
-    return assembly.outcome(None)
+            await chunks.aclose()  # a stream left mid-way (cancelled) closes its upstream connection here
+    return assembly.outcome(CANCELLED if cancel.requested else None)
 
 
 def attempt_record(attempt: TaskAttempt, started: float, outcome: CallOutcome) -> None:
@@ -398,6 +416,19 @@ def attempt_settle(task: Task, attempt: TaskAttempt, started: float, outcome: Ca
         usage=outcome.usage,
         delivered_tokens=outcome.delivered_tokens,
         attempt=attempt,
+    )
+
+
+def task_cancelled(task: Task, outcome: CallOutcome, *, channel: Channel | None) -> None:
+    """Settle a task whose cancel request stopped it: charged what the provider reported or else what
+    was delivered, the rest of its hold released."""
+    task_finish(
+        task,
+        status=Task.Status.CANCELLED,
+        error=(CANCELLED.code, "Cancelled while processing."),
+        usage=outcome.usage,
+        delivered_tokens=outcome.delivered_tokens,
+        channel=channel,
     )
 
 
@@ -481,6 +512,7 @@ class Engine:
         logger.info("relay engine of %s started: %d slots", self.rt.owner, self.concurrency)
         asyncio.set_event_loop(self.loop)
         self.leases = self.loop.create_task(self._leases())
+        self.cancel_requests = self.loop.create_task(self._cancel_requests())
         self.loop.run_forever()
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -536,7 +568,12 @@ class Engine:
             await asyncio.sleep(settings.LEASE_RENEW_SECONDS)
             try:
                 if self.rt.claimed:
-                    await self._lease_db(leases_renew, owner=self.rt.owner, task_ids=list(self.rt.claimed))
+                    # It answers which of them were asked to stop: a cancel this process did not hear
+                    # (its listener was reconnecting) is caught here.
+                    asked = await self._lease_db(
+                        leases_renew, owner=self.rt.owner, task_ids=list(self.rt.claimed)
+                    )
+                    self._cancel(asked)
                 reclaimed = await self._lease_db(leases_reclaim)
                 if any(reclaimed.values()):
                     logger.warning("reclaimed tasks whose worker died: %s", reclaimed)
@@ -548,6 +585,19 @@ class Engine:
                 logger.exception(
                     "lease renewal or reclaim failed; retrying in %ss", settings.LEASE_RENEW_SECONDS
                 )
+
+    async def _cancel_requests(self) -> None:
+        """Hear the cancel requests of web processes (tasks.settle.task_cancel) on a connection of its
+        own, and pass on those for tasks running here."""
+        await listen_forever(
+            (CANCELS,), name="cancel listener", heard=lambda notify: self._cancel([notify.payload])
+        )
+
+    def _cancel(self, task_ids: list[str]) -> None:
+        for task_id in task_ids:
+            cancel = self.rt.claimed.get(task_id)
+            if cancel is not None:
+                cancel.request()
 
     def drain(self, seconds: float) -> None:
         """Stop admitting, let in-flight generations finish for `seconds`, then hand back the rest."""
@@ -585,6 +635,7 @@ class Engine:
 
     async def _close_connections(self) -> None:
         self.leases.cancel()
+        self.cancel_requests.cancel()
         await self.rt.client.aclose()
         chunks = self.rt.chunks
         while chunks is not None and not chunks.idle.empty():

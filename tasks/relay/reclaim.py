@@ -4,7 +4,7 @@ A processing task carries the lease of the process running it (`lease_owner`, `l
 for all its tasks in one statement every LEASE_RENEW_SECONDS. A lease that lapsed means that process died:
 its task is released. Released without streamed output, a task goes back to pending and is queued again
 (claiming is conditional, so a duplicate job is harmless); with output already delivered it fails, charged
-by the rule, since its clients cannot be given a second answer."""
+by the rule, since its clients cannot be given a second answer; asked to stop, it is cancelled."""
 
 import json
 from datetime import timedelta
@@ -16,26 +16,30 @@ from django_q.tasks import async_task
 
 from tasks.models import StreamChunk, Task, TaskAttempt
 from tasks.relay.calls import StreamAssembly
-from tasks.relay.settle import task_fail
+from tasks.settle import task_finish
 
 
 def task_requeue(*, task_id: str) -> None:
     async_task("tasks.jobs.task_run", task_id, task_name=task_id)
 
 
-def leases_renew(*, owner: str, task_ids: list[str]) -> int:
-    """Extend the leases of every task this process is running, in one statement."""
+def leases_renew(*, owner: str, task_ids: list[str]) -> list[str]:
+    """Extend the leases of every task this process is running, in one statement; answer those of them
+    that were asked to stop (tasks.settle.task_cancel)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE tasks_task SET lease_expires_at = now() + make_interval(secs => %s) "
-            "WHERE id = ANY(%s) AND status = 'processing' AND lease_owner = %s",
+            "WHERE id = ANY(%s) AND status = 'processing' AND lease_owner = %s "
+            "RETURNING id, cancel_requested_at IS NOT NULL",
             [settings.LEASE_SECONDS, task_ids, owner],
         )
-        return cursor.rowcount
+        return [task_id for task_id, asked in cursor.fetchall() if asked]
 
 
 def task_release(task: Task, *, why: str) -> str:
-    """Take back a processing task whose run stopped: 'requeued', 'failed', or '' if it moved on meanwhile.
+    """Take back a processing task whose run stopped: 'requeued', 'failed', 'cancelled', or '' if it moved
+    on meanwhile. A task with streamed output fails, and one asked to stop is cancelled, each charged by
+    the rule; any other goes back to pending.
 
     The conditional update on the lease it was read with makes a concurrent release (every cluster's loop
     reclaims) or a late renewal win exactly once."""
@@ -43,7 +47,7 @@ def task_release(task: Task, *, why: str) -> str:
         pk=task.pk, status=Task.Status.PROCESSING, lease_expires_at=task.lease_expires_at
     )
     chunks = list(StreamChunk.objects.filter(task=task).order_by("seq").values_list("data", flat=True))
-    if chunks:
+    if chunks or task.cancel_requested_at is not None:
         if not unchanged.update(lease_expires_at=None):
             return ""
         TaskAttempt.objects.filter(task=task, finished_at__isnull=True).update(
@@ -52,14 +56,12 @@ def task_release(task: Task, *, why: str) -> str:
         assembly = StreamAssembly(started=0)
         for data in chunks:
             assembly.add(json.loads(data))
-        task_fail(
-            task=task,
-            code="internal_error",
-            message="The worker stopped mid-stream.",
-            usage=assembly.usage,
-            delivered_tokens=assembly.tokens,
-        )
-        return "failed"
+        if task.cancel_requested_at is not None:
+            status, error = Task.Status.CANCELLED, ("cancelled", "Cancelled; its worker stopped meanwhile.")
+        else:
+            status, error = Task.Status.FAILED, ("internal_error", "The worker stopped mid-stream.")
+        task_finish(task, status=status, error=error, usage=assembly.usage, delivered_tokens=assembly.tokens)
+        return status
     if not unchanged.update(
         status=Task.Status.PENDING, progress=0, started_at=None, lease_owner="", lease_expires_at=None
     ):
@@ -74,7 +76,7 @@ def task_release(task: Task, *, why: str) -> str:
 def leases_reclaim() -> dict[str, int]:
     """Release every processing task whose lease lapsed: its process died. Every cluster loop runs this
     every LEASE_RENEW_SECONDS, so a dead worker's tasks run again within about LEASE_SECONDS + that."""
-    counts = {"requeued": 0, "failed": 0}
+    counts = {"requeued": 0, "failed": 0, "cancelled": 0}
     lapsed = Task.objects.filter(status=Task.Status.PROCESSING, lease_expires_at__lt=timezone.now())
     for task in lapsed.order_by("lease_expires_at")[:1000]:
         outcome = task_release(task, why="the worker stopped during this call")
@@ -118,4 +120,4 @@ def tasks_reclaim() -> dict[str, int]:
         outcome = task_release(task, why="the worker stopped during this call")
         if outcome:
             counts[outcome] += 1
-    return {"requeued": requeued + counts["requeued"], "failed": counts["failed"]}
+    return counts | {"requeued": requeued + counts["requeued"]}

@@ -29,6 +29,7 @@ def test_text_submit_returns_the_pending_task_object(api, openai_channel):
         "model": "fake-model",
         "status": "pending",
         "progress": 0,
+        "can_cancel": True,
         "created": task["created"],
         "stream": None,
         "results": None,

@@ -10,6 +10,7 @@ PUBLIC = {
     ("post", "/v1/messages"),
     ("post", "/v1/embeddings"),
     ("get", "/v1/tasks/{task_id}"),
+    ("post", "/v1/tasks/{task_id}/cancel"),
     ("get", "/v1/llm/generations/{task_id}/stream"),
     ("get", "/v1/configs/llm_generations_models"),
     ("get", "/v1/models"),

@@ -28,7 +28,7 @@ def test_a_task_whose_worker_died_is_requeued_and_then_completes(api, openai_cha
     TaskAttempt.objects.create(task=task, channel=openai_channel, number=1, started_at=old)
     queued = OrmQ.objects.count()
 
-    assert tasks_reclaim_job() == {"requeued": 1, "failed": 0}
+    assert tasks_reclaim_job() == {"requeued": 1, "failed": 0, "cancelled": 0}
     task.refresh_from_db()
     assert task.status == "pending" and OrmQ.objects.count() == queued + 1
     assert TaskAttempt.objects.get(task=task, number=1).error_code == "internal_error"
@@ -63,7 +63,7 @@ def test_a_stream_cut_by_a_dead_worker_fails_and_charges_what_was_delivered(
     }
     StreamChunk.objects.create(task=task, seq=0, data=json.dumps(chunk))
 
-    assert tasks_reclaim_job() == {"requeued": 0, "failed": 1}
+    assert tasks_reclaim_job() == {"requeued": 0, "failed": 1, "cancelled": 0}
     task.refresh_from_db()
     assert task.status == "failed" and task.error_code == "internal_error"
     assert task.charge_basis == "delivered_estimate" and task.credits_charged > 0

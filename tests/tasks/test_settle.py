@@ -13,8 +13,8 @@ from foxgate.fakes.openai import FakeOpenAI
 from tasks.jobs import task_run
 from tasks.models import Channel, Task, TaskAttempt
 from tasks.relay import engine
-from tasks.relay.settle import task_fail
 from tasks.services import channel_add, price_set
+from tasks.settle import task_fail
 from tenants.models import ApiKey, LedgerEntry, RateEvent, Tenant
 from tenants.services import limits_set
 from tests.helpers import run_command

@@ -11,8 +11,8 @@ from rest_framework.test import APIClient
 
 from tasks.jobs import task_run
 from tasks.models import Task
-from tasks.relay.settle import task_charge
 from tasks.services import price_set
+from tasks.settle import task_charge
 from tenants.authentication import key_cache
 from tenants.billing import billing_discrepancies
 from tenants.models import ApiKey, EndUserSpend, LedgerEntry, Tenant

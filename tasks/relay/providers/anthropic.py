@@ -146,7 +146,7 @@ def anthropic_usage(start: dict[str, Any], output_tokens: int) -> dict[str, Any]
     ) | {
         "cache_creation_input_tokens": cache_write,
         "cache_read_input_tokens": cache_read,
-        # the writes by the cache's lifetime, priced apart (tasks/relay/settle.py)
+        # the writes by the cache's lifetime, priced apart (tasks/settle.py)
         "cache_creation": {
             "ephemeral_5m_input_tokens": split.get("ephemeral_5m_input_tokens") or 0,
             "ephemeral_1h_input_tokens": split.get("ephemeral_1h_input_tokens") or 0,

@@ -1,5 +1,5 @@
 """The one place a finished call becomes money: charge by the settlement rule, release the rest of the hold,
-store the outcome, and tell the web processes."""
+store the outcome, and tell the web processes. A cancel ends a task here too."""
 
 import json
 import logging
@@ -8,8 +8,9 @@ from decimal import Decimal
 from django.utils import timezone
 
 from foxgate.database import prepared_cursor
+from foxgate.errors import TaskAlreadyFinished
+from tasks.events import CANCELS, FINISHED, PAYLOAD_LIMIT
 from tasks.events import CHANNEL as EVENTS
-from tasks.events import FINISHED, PAYLOAD_LIMIT
 from tasks.models import Channel, Task, TaskAttempt
 from tasks.services import estimate_input_tokens
 from tenants.alerts import alerts_fire, alerts_send_later
@@ -80,7 +81,7 @@ ATTEMPT_END_FIELDS = [
     "error_message",
 ]
 
-# The gate: the task row moves from unfinished to finished here, under its row lock, and the money CTEs
+# The gate: the task row moves from unfinished (pending or processing) to finished here, under its row lock,
 # act only for the row it returns. A task already finished (a redelivered job, a settle that lost the
 # race) returns no row, so nothing else changes and no notification goes out.
 SETTLED = """
@@ -88,7 +89,7 @@ WITH settled AS (
     UPDATE tasks_task SET status = %(status)s, progress = 100, result = %(result)s::jsonb,
         error_code = %(error_code)s, error_message = %(error_message)s, finished_at = %(finished_at)s,
         channel_id = %(channel)s, credits_charged = %(settle_cost)s, charge_basis = %(settle_basis)s
-    WHERE id = %(task)s AND status IN ('pending', 'processing')
+    WHERE id = %(task)s AND status = ANY(%(unfinished)s)
     RETURNING id, tenant_id, api_key_id, price_id, end_user
 )"""
 # A successful call's attempt, and its channel's breaker closing, are recorded whatever the gate says:
@@ -138,13 +139,16 @@ def task_finish(
     delivered_tokens: int = 0,
     channel: Channel | None = None,
     attempt: TaskAttempt | None = None,
+    unfinished: tuple[str, ...] = Task.UNFINISHED,
 ) -> bool:
     """Settle credits, store the outcome and tell the web processes, in one statement (one round trip,
     one transaction). With `attempt` (a successful call, its end filled in), the same statement records
     it and closes its channel's breaker. True if this call settled the task.
 
     The gate (the conditional update of the task row, which waits for its row lock) makes this safe to
-    call twice (a redelivered job): the second call finds the task finished and changes nothing."""
+    call twice (a redelivered job): the second call finds the task finished and changes nothing. It
+    settles the task only from a status of `unfinished`: a cancel of a pending task must not settle one
+    a worker claimed meanwhile."""
     cost, basis, tokens = task_charge(task, usage=usage, delivered_tokens=delivered_tokens)
     if result is not None and usage is None:
         # A stream that ended without reporting usage: show what it was charged for.
@@ -159,6 +163,7 @@ def task_finish(
     params = credits_settle(task=task, cost=cost, basis=basis) | limits_settle(tokens=tokens)
     params |= {
         "task": task.pk,
+        "unfinished": list(unfinished),
         "status": status,
         "result": None if result is None else json.dumps(result),
         "error_code": error_code,
@@ -198,3 +203,47 @@ def task_finish(
         basis,
     )
     return True
+
+
+CANCELLED = "cancelled"
+CANCEL_REQUEST = f"""
+WITH requested AS (
+    UPDATE tasks_task SET cancel_requested_at = coalesce(cancel_requested_at, now())
+    WHERE id = %(task)s AND status = 'processing'
+    RETURNING id
+)
+SELECT pg_notify('{CANCELS}', id) FROM requested
+"""  # noqa: S608 - CANCELS is a constant
+
+
+def task_cancel(task: Task, *, by: str) -> bool:
+    """Cancel an unfinished task. True: it was pending and is cancelled now, its whole hold released.
+    False: it is processing, and its worker was asked to stop its call, charge what the provider
+    reported or else what was delivered, and settle it as cancelled (tasks/relay/engine.py). A task
+    that finished first raises TaskAlreadyFinished.
+
+    Each step is conditional on the status it acts on, so a task a worker claims, or hands back, while
+    this runs is caught in its new status at the next turn."""
+    message = f"Cancelled by {by}."
+    for _ in range(3):
+        if task.status == Task.Status.PENDING:
+            cancelled = task_finish(
+                task,
+                status=Task.Status.CANCELLED,
+                error=(CANCELLED, message),
+                unfinished=(Task.Status.PENDING,),
+            )
+            if cancelled:
+                return True
+        elif task.status == Task.Status.PROCESSING:
+            with prepared_cursor() as cursor:
+                cursor.execute(CANCEL_REQUEST, {"task": task.pk})
+                if cursor.fetchone() is not None:
+                    logger.info("task %s: its worker was asked to stop (%s)", task.pk, message)
+                    return False
+        else:
+            break
+        task.refresh_from_db(fields=["status"])
+    if task.is_finished:
+        raise TaskAlreadyFinished(f"Task {task.pk} has already finished ({task.status}).")
+    return False
