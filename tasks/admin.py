@@ -22,7 +22,7 @@ from unfold.widgets import UnfoldAdminPasswordWidget
 
 from foxgate.errors import ApiError, TaskAlreadyFinished
 from tasks.dashboards import failures_dashboard, usage_dashboard
-from tasks.models import Channel, Model, Price, Task, TaskAttempt
+from tasks.models import CallbackDelivery, Channel, Model, Price, Task, TaskAttempt
 from tasks.serializers import is_inline
 from tasks.services import (
     CHANNEL_FIELDS,
@@ -438,6 +438,7 @@ class TaskAdmin(BigTableAdmin):
         "charge_basis",
         "price",
         "channel",
+        "callback_view",
     )
     readonly_fields = fields
 
@@ -470,6 +471,27 @@ class TaskAdmin(BigTableAdmin):
         rows = [(m["role"], _message_html(m)) for m in obj.request.get("messages", [])]
         messages_html = format_html_join("", "<div class='mb-2'><strong>{}</strong>: {}</div>", rows)
         return format_html("<pre class='text-xs'>{}</pre>{}", json.dumps(params, indent=1), messages_html)
+
+    @display(description="callback")
+    def callback_view(self, obj: Task) -> str:
+        """Where the task is POSTed when it ends, and each attempt's outcome."""
+        if not obj.callback_url:
+            return "—"
+        delivery = CallbackDelivery.objects.filter(task=obj).first()
+        if delivery is None:
+            state = "not sent yet" if not obj.is_finished else "queued"
+            return format_html("<code class='break-all'>{}</code>: {}", obj.callback_url, state)
+        attempts = format_html_join(
+            "",
+            "<li>{}: {}</li>",
+            ((a["at"], a.get("status_code") or a.get("error")) for a in delivery.attempts),
+        )
+        return format_html(
+            "<code class='break-all'>{}</code>: <strong>{}</strong><ul class='text-xs'>{}</ul>",
+            delivery.url,
+            delivery.status,
+            attempts,
+        )
 
     @display(description="result")
     def result_view(self, obj: Task) -> str:

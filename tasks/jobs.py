@@ -4,6 +4,7 @@ A job may be delivered more than once (a worker that timed out is retried), so e
 """
 
 from foxgate.logs import task_context
+from tasks.callbacks import callback_send, callbacks_resume
 from tasks.relay import engine
 from tasks.relay.chunks import stream_chunks_expire
 from tasks.relay.reclaim import task_requeue, tasks_reclaim
@@ -49,6 +50,16 @@ def channel_probe_job(channel_id: int) -> bool | None:
 def idempotency_keys_prune_job() -> int:
     """Forget the Idempotency-Keys older than their window (their tasks stay)."""
     return idempotency_keys_prune()
+
+
+def callback_send_job(task_id: str) -> None:
+    """POST a settled task to its callback_url."""
+    callback_send(task_id)
+
+
+def callbacks_resume_job() -> int:
+    """Send the callbacks a dead process left unsent or unfinished."""
+    return callbacks_resume()
 
 
 def relay_engine_start() -> None:

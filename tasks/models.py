@@ -9,7 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from foxgate.crypto import encrypted
-from tenants.models import CREDITS, ApiKey, Tenant, TenantQuerySet
+from tenants.models import CREDITS, ApiKey, DeliveryLog, Tenant, TenantQuerySet
 
 TOKENS_PER_PRICE_UNIT = Decimal(1_000_000)
 
@@ -271,6 +271,12 @@ class Task(models.Model):
     # Set when the task was cancelled while processing: its worker stops the call and settles it
     # (tasks.services.task_cancel).
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    callback_url = models.CharField(
+        max_length=2048, blank=True, help_text="Where the final task is POSTed (tasks/callbacks.py)."
+    )
+    # When the retention job erased the request and the answer (tasks/retention.py); the row, its usage and
+    # its charges stay.
+    content_pruned_at = models.DateTimeField(null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()
 
@@ -287,6 +293,8 @@ class Task(models.Model):
                 fields=["error_code", "-created_at"], name="task_by_error", condition=~models.Q(error_code="")
             ),
             models.Index(fields=["finished_at"], name="task_finished"),  # the usage rollup's scan
+            # callbacks_resume's scan: only tasks with a callback
+            models.Index(fields=["finished_at"], name="task_callback", condition=~models.Q(callback_url="")),
             # reclaim's scan for lapsed leases
             models.Index(
                 fields=["lease_expires_at"], name="task_lease", condition=models.Q(status="processing")
@@ -349,6 +357,19 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} -> {self.task_id}"
+
+
+class CallbackDelivery(DeliveryLog):
+    """A task's callback (tasks/callbacks.py): the final task object POSTed to its callback_url."""
+
+    task = models.OneToOneField(Task, on_delete=models.CASCADE, related_name="callback")
+    url = models.CharField(max_length=2048)
+
+    class Meta:
+        verbose_name_plural = "callback deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.task_id} to {self.url}: {self.status}"
 
 
 class TaskAttempt(models.Model):
@@ -465,6 +486,15 @@ class AttributedUsage(UsageCounts):
     def __str__(self) -> str:
         name = self.value if self.kind == self.Kind.USER else f"{self.tag}={self.value}"
         return f"{self.day} {self.tenant_id} {self.kind} {name}: {self.credits}"
+
+
+class RetentionWatermark(models.Model):
+    """How far the retention job has pruned content: tasks finished before this (one row)."""
+
+    pruned_before = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"content pruned before {self.pruned_before}"
 
 
 class RollupWatermark(models.Model):

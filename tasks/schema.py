@@ -361,9 +361,9 @@ class MessageSchemaExtension(RequestSchemaExtension):
     target_class = "tasks.serializers.MessageSerializer"
 
     def request_rules(self, schema: dict[str, Any]) -> None:
+        _no_nul_in_strings(schema)  # refusal, name and tool_call_id
         fields = schema["properties"]
         fields["content"] = content_schema()
-        fields["tool_call_id"]["pattern"] = NO_NUL
         # the answer's own fields as OpenAI sends them back (taken and dropped: the server takes any JSON
         # without NUL, which a schema cannot say of an object's keys)
         fields["function_call"] = _closed({"name": _TEXT, "arguments": _TEXT}, nullable=True)

@@ -14,6 +14,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
+from foxgate import webhooks
+
 PROMPT_MAX = 100_000
 SYSTEM_PROMPT_MAX = 10_000
 MEDIA_ITEMS_MAX = 10
@@ -120,6 +122,22 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class CallbackUrlField(StrictCharField):
+    """Where the final task is POSTed (tasks/callbacks.py): an HTTPS URL whose host is not a private,
+    loopback or link-local address as written; its name is resolved and checked again at delivery."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=webhooks.URL_MAX_LENGTH, required=False, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        url = super().to_internal_value(data)
+        try:
+            webhooks.url_check(url, resolve=False)
+        except DjangoValidationError as refused:
+            raise serializers.ValidationError(refused.messages[0]) from None
+        return url
 
 
 class StrictListField(serializers.ListField):
@@ -653,6 +671,7 @@ class ChatParametersSerializer(StrictRequestSerializer):
     user = StrictCharField(max_length=256, required=False)
     metadata = MetadataField(required=False)
     n = StrictIntegerField(min_value=1, max_value=1, required=False, allow_null=True)  # one choice, always
+    callback_url = CallbackUrlField()
 
     def chat_parameters(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """The parameters given (not null, nor a false logprobs), checked against each other and against
@@ -778,6 +797,7 @@ class ChatCompletionRequestSerializer(ChatParametersSerializer):
             "sync": True,
             "stream": bool(attrs.get("stream")),
             "include_usage": bool((attrs.get("stream_options") or {}).get("include_usage")),
+            "callback_url": attrs.get("callback_url", ""),
         }
 
 
@@ -1037,6 +1057,7 @@ class AnthropicMessagesRequestSerializer(StrictRequestSerializer):
     )
     tool_choice = AnthropicToolChoiceSerializer(required=False)
     thinking = AnthropicThinkingSerializer(required=False)
+    callback_url = CallbackUrlField()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         thinking = attrs.get("thinking")
@@ -1099,6 +1120,7 @@ class AnthropicMessagesRequestSerializer(StrictRequestSerializer):
             "protocol": "custom",
             "sync": True,
             "stream": attrs["stream"],
+            "callback_url": attrs.get("callback_url", ""),
             **thinks,
         }
 
@@ -1153,6 +1175,7 @@ class EmbeddingsRequestSerializer(StrictRequestSerializer):
     dimensions = StrictIntegerField(min_value=1, max_value=65_536, required=False)
     encoding_format = one_of(ENCODING_FORMATS, default="float")
     user = StrictCharField(max_length=256, required=False)
+    callback_url = CallbackUrlField()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         parameters = {"encoding_format": attrs["encoding_format"]}
@@ -1167,6 +1190,7 @@ class EmbeddingsRequestSerializer(StrictRequestSerializer):
             "protocol": "embedding",
             "sync": True,
             "stream": False,
+            "callback_url": attrs.get("callback_url", ""),
         }
 
 

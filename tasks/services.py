@@ -191,6 +191,7 @@ def _admit(
         tags=validated["parameters"].get("metadata", {}),
         stream=validated["stream"],
         sync=validated["sync"],
+        callback_url=validated.get("callback_url", ""),
         user_group=tenant.group,
         credits_reserved=price.cost(input_tokens=input_tokens, output_tokens=worst_case_output),
     )

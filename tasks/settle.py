@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from foxgate.database import prepared_cursor
 from foxgate.errors import TaskAlreadyFinished
+from tasks.callbacks import callback_send_later
 from tasks.events import CANCELS, FINISHED, PAYLOAD_LIMIT
 from tasks.events import CHANNEL as EVENTS
 from tasks.models import Channel, Task, TaskAttempt
@@ -191,6 +192,8 @@ def task_finish(
     task.status, task.progress, task.result = status, 100, result
     task.error_code, task.error_message, task.finished_at = error_code, error_message, finished_at
     task.channel, task.credits_charged, task.charge_basis = channel, params["settle_cost"], basis
+    if task.callback_url:
+        callback_send_later(task.id)
     if task.credits_charged:
         fired = alerts_fire(tenant_id=task.tenant_id, api_key_id=task.api_key_id, watched=task.alerts_watched)
         alerts_send_later(fired)

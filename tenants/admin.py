@@ -16,13 +16,13 @@ from django.utils.html import format_html
 from unfold.decorators import action, display
 from unfold.paginator import InfinitePaginator
 
-from tenants.access import Perm, PlatformAdmin, TenantScopedAdmin, is_platform, tenants_with
+from foxgate import webhooks
+from tenants.access import Perm, PlatformAdmin, TenantScopedAdmin, can, is_platform, tenants_with
 from tenants.alerts import (
     alert_rule_check,
     alert_rule_save,
     webhook_endpoint_add,
     webhook_endpoint_update,
-    webhook_url_check,
 )
 from tenants.billing import csv_value
 from tenants.models import (
@@ -50,6 +50,7 @@ from tenants.services import (
     apikey_revoke,
     apikey_rotate,
     apikey_update,
+    callback_secret,
     credits_topup,
     membership_add,
     membership_remove,
@@ -148,6 +149,7 @@ class TenantAdmin(TenantScopedAdmin):
         "group",
         *LIMITS,
         "end_user_budget",
+        "store_content",
         "balance",
         "held",
         "period_spend",
@@ -156,8 +158,19 @@ class TenantAdmin(TenantScopedAdmin):
     readonly_fields = ("balance", "held", "period_spend", "period_started_at")
     actions_detail = ("top_up",)
 
+    def get_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
+        # Its key managers see the secret their callback receivers check (tasks/callbacks.py).
+        if obj is not None and can(request.user, Perm.MANAGE_KEYS, obj.pk):
+            return (*self.fields, "callback_signing_secret")
+        return self.fields
+
     def get_readonly_fields(self, request: HttpRequest, obj=None):
-        return self.readonly_fields if is_platform(request.user) else self.fields
+        shown = ("callback_signing_secret",) if obj is not None else ()
+        return (*(self.readonly_fields if is_platform(request.user) else self.fields), *shown)
+
+    @display(description="callback signing secret")
+    def callback_signing_secret(self, obj: Tenant) -> str:
+        return callback_secret(obj)
 
     @display(description="available")
     def available_credits(self, obj: Tenant) -> Decimal:
@@ -567,7 +580,7 @@ class WebhookEndpointForm(forms.ModelForm):
     def clean_url(self) -> str:
         url = self.cleaned_data["url"]
         if self.instance.pk is None:
-            webhook_url_check(url, resolve=True)  # raises the field's ValidationError
+            webhooks.url_check(url, resolve=True)  # raises the field's ValidationError
         return url
 
 

@@ -8,45 +8,28 @@ threshold together, one insert wins and the others find the row there, so each c
 new period or a top-up re-arms the rule.
 
 An alert is sent from the worker cluster (tenants/jobs.py): emailed through Django's mail backend, and
-POSTed as JSON to the rule's webhook, signed with the endpoint's secret: `X-FoxGate-Signature:
-sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">` and `X-FoxGate-Timestamp: <unix seconds>`, so a receiver
-checks both the body and its age. A webhook URL is HTTPS, and its host must not resolve to a private,
-loopback, link-local or otherwise reserved address (unless FOXGATE_ALLOW_PRIVATE_WEBHOOKS=1): checked when
-the endpoint is saved and again, after DNS resolution, before every attempt. A failed attempt (a timeout,
-an error, a status other than 2xx) is retried after 1, 2 and 4 seconds; each attempt is recorded on the
-WebhookDelivery, the admin's delivery log.
+POSTed as JSON to the rule's webhook, signed with the endpoint's secret and retried as foxgate/webhooks.py
+says; each attempt is recorded on the WebhookDelivery, the admin's delivery log.
 """
 
-import functools
-import hashlib
-import hmac
-import ipaddress
 import json
 import logging
 import secrets
-import socket
-import ssl
-import threading
-import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from foxgate import webhooks
 from tenants.models import Alert, AlertRule, Tenant, WebhookDelivery, WebhookEndpoint
 from tenants.services import SYSTEM, Actor, audit_record
 
 logger = logging.getLogger(__name__)
 
-RETRY_BACKOFF = (1, 2, 4)  # seconds before the second, third and fourth attempt
-TIMEOUT = 10.0
 
 FIRE = """
 WITH watched AS (
@@ -130,101 +113,14 @@ def alert_send(alert_id: int, *, background: bool = True) -> None:
         delivery, created = WebhookDelivery.objects.get_or_create(alert=alert, endpoint=rule.webhook)
         if not created:
             return  # another delivery of this job is sending it (or `deliveries_resume` will)
-        if background:
-            threading.Thread(target=_deliver_in_thread, args=(delivery.pk, payload), daemon=True).start()
-        else:
-            webhook_deliver(delivery.pk, payload)
-
-
-def _deliver_in_thread(delivery_id: int, payload: dict[str, Any]) -> None:
-    try:
-        webhook_deliver(delivery_id, payload)
-    finally:
-        connections.close_all()  # this thread's own connection
-
-
-def webhook_deliver(delivery_id: int, payload: dict[str, Any]) -> str:
-    """POST the payload until the endpoint answers 2xx, retrying after RETRY_BACKOFF; record every attempt."""
-    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
-    body = json.dumps(payload, separators=(",", ":"))
-    for attempt, pause in enumerate((0, *RETRY_BACKOFF)):
-        time.sleep(pause)
-        outcome = _attempt(delivery.endpoint, body)
-        delivery.attempts.append({"at": timezone.now().isoformat(), **outcome})
-        if outcome.get("status_code", 0) // 100 == 2:
-            delivery.status, delivery.delivered_at = WebhookDelivery.Status.DELIVERED, timezone.now()
-        elif attempt == len(RETRY_BACKOFF):
-            delivery.status = WebhookDelivery.Status.FAILED
-        delivery.save(update_fields=["attempts", "status", "delivered_at"])
-        if delivery.status != WebhookDelivery.Status.PENDING:
-            break
-    return delivery.status
-
-
-def _attempt(endpoint: WebhookEndpoint, body: str) -> dict[str, Any]:
-    try:
-        webhook_url_check(endpoint.url, resolve=True)
-    except ValidationError as refused:
-        return {"error": refused.messages[0]}
-    timestamp = str(int(time.time()))
-    headers = {
-        "Content-Type": "application/json",
-        "X-FoxGate-Timestamp": timestamp,
-        "X-FoxGate-Signature": f"sha256={webhook_signature(endpoint.secret, timestamp, body)}",
-    }
-    try:
-        response = httpx.post(
-            endpoint.url,
-            content=body,
-            headers=headers,
-            timeout=TIMEOUT,
-            verify=_tls(settings.WEBHOOK_CA_BUNDLE),
-        )
-    except httpx.HTTPError as error:
-        return {"error": f"{type(error).__name__}: {error}"[:300]}
-    return {"status_code": response.status_code}
-
-
-@functools.cache
-def _tls(ca_bundle: str) -> ssl.SSLContext:
-    """The usual certificate authorities, and FOXGATE_WEBHOOK_CA_BUNDLE's (a company CA) besides."""
-    context = ssl.create_default_context()
-    if ca_bundle:
-        context.load_verify_locations(ca_bundle)
-    return context
-
-
-def webhook_signature(secret: str, timestamp: str, body: str) -> str:
-    return hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
-
-
-def webhook_url_check(url: str, *, resolve: bool) -> None:
-    """Refuse a webhook URL that is not HTTPS, or (with `resolve`, after DNS resolution) one whose host
-    is a private, loopback, link-local or reserved address, unless FOXGATE_ALLOW_PRIVATE_WEBHOOKS=1."""
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
-        raise ValidationError("must be an https:// URL")
-    if settings.ALLOW_PRIVATE_WEBHOOKS:
-        return
-    try:
-        addresses = [ipaddress.ip_address(parts.hostname)]
-    except ValueError:
-        if not resolve:
-            return
-        try:
-            infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-        except OSError as error:
-            raise ValidationError(f"its host does not resolve: {error}") from None
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-    for address in addresses:
-        if not address.is_global or address.is_multicast:
-            raise ValidationError(f"its host is a private or reserved address ({address})")
+        send = webhooks.deliver_in_background if background else webhooks.deliver
+        send(delivery, url=rule.webhook.url, secret=rule.webhook.secret, payload=payload)
 
 
 def webhook_endpoint_add(*, tenant: Tenant, url: str, actor: Actor = SYSTEM) -> WebhookEndpoint:
     """A tenant's new webhook, with a fresh signing secret; a URL the deliveries would refuse is refused
     now."""
-    webhook_url_check(url, resolve=True)
+    webhooks.url_check(url, resolve=True)
     endpoint = WebhookEndpoint(tenant=tenant, url=url)
     endpoint.secret = secrets.token_urlsafe(32)
     with transaction.atomic():
@@ -277,14 +173,14 @@ def alert_rule_save(*, rule: AlertRule, actor: Actor = SYSTEM) -> AlertRule:
 
 def deliveries_resume() -> int:
     """Take up deliveries a dead process left pending (scheduled): those not attempted for a minute."""
-    stale = timezone.now() - timedelta(minutes=1)
+    since = timezone.now() - timedelta(minutes=1)
     resumed = 0
-    for delivery in WebhookDelivery.objects.filter(
-        status=WebhookDelivery.Status.PENDING, created_at__lt=stale
-    ):
-        last = datetime.fromisoformat(delivery.attempts[-1]["at"]) if delivery.attempts else None
-        if last is None or last < stale:
-            alert = Alert.objects.select_related("rule__tenant", "rule__api_key").get(pk=delivery.alert_id)
-            webhook_deliver(delivery.pk, alert_payload(alert))
+    pending = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, created_at__lt=since)
+    for delivery in pending.select_related("endpoint", "alert__rule__tenant", "alert__rule__api_key"):
+        if webhooks.stale(delivery, since):
+            endpoint = delivery.endpoint
+            webhooks.deliver(
+                delivery, url=endpoint.url, secret=endpoint.secret, payload=alert_payload(delivery.alert)
+            )
             resumed += 1
     return resumed

@@ -77,6 +77,15 @@ class Tenant(Spending):
         help_text="Credits each end user (a request's `user`) may spend per budget period; blank: no limit.",
         **CREDITS,
     )
+    store_content = models.BooleanField(
+        default=True,
+        help_text="Off: its tasks keep only metadata and usage. The request is held encrypted while the "
+        "task runs and erased when it ends; the answer reaches the caller and is never stored.",
+    )
+    # Signs the tenant's task callbacks (tasks/callbacks.py); made on first use. Encrypted at rest
+    # (foxgate/crypto.py): read it through `callback_secret`.
+    callback_secret_encrypted = models.TextField(blank=True, editable=False)
+    callback_secret = encrypted("callback_secret_encrypted")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -547,20 +556,28 @@ class Alert(models.Model):
         return f"{self.rule} at {self.fired_at:%Y-%m-%d %H:%M}"
 
 
-class WebhookDelivery(models.Model):
-    """An alert POSTed to a webhook: every attempt's outcome, for the admin's delivery log."""
+class DeliveryLog(models.Model):
+    """A signed POST (foxgate/webhooks.py) and every attempt's outcome, for the admin's delivery logs."""
 
     class Status(models.TextChoices):
         PENDING = "pending"
         DELIVERED = "delivered"
         FAILED = "failed"
 
-    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
-    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.JSONField(default=list, help_text="Each attempt: when, the status code or the error.")
     created_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class WebhookDelivery(DeliveryLog):
+    """An alert POSTed to a webhook."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
 
     objects = TenantQuerySet.as_manager()
 

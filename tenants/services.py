@@ -1,6 +1,7 @@
 """Writes on tenants, keys and credits. Every credit movement goes through here and leaves a ledger line;
 every change to keys, limits, budgets and balances leaves an audit event."""
 
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -67,6 +68,18 @@ def audit_record(
     )
 
 
+def callback_secret(tenant: Tenant) -> str:
+    """The secret that signs the tenant's task callbacks, made on first use (by whichever process gets
+    there first: the conditional update keeps one)."""
+    if not tenant.callback_secret_encrypted:
+        made = Tenant(callback_secret=secrets.token_urlsafe(32))
+        Tenant.objects.filter(pk=tenant.pk, callback_secret_encrypted="").update(
+            callback_secret_encrypted=made.callback_secret_encrypted
+        )
+        tenant.refresh_from_db(fields=["callback_secret_encrypted"])
+    return tenant.callback_secret
+
+
 def tenant_create(
     *, slug: str, name: str = "", credits: Decimal = Decimal(0), actor: Actor = SYSTEM, **settings: Any
 ) -> Tenant:
@@ -89,7 +102,7 @@ def tenant_create(
 
 # What an operator may change on a tenant or a key. Money columns (balance, held, period_spend,
 # period_started_at) are not among them: only the ledger services below move those.
-TENANT_FIELDS = ("slug", "name", "status", "group", *LIMIT_FIELDS, "end_user_budget")
+TENANT_FIELDS = ("slug", "name", "status", "group", *LIMIT_FIELDS, "end_user_budget", "store_content")
 KEY_FIELDS = ("name", "allowed_models", "allowed_ips", "expires_at", *LIMIT_FIELDS)
 
 

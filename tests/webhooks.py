@@ -67,11 +67,14 @@ class Received:
     body: bytes
 
     def signed_by(self, secret: str) -> bool:
+        """As a receiver checks it: `t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`, the
+        timestamp also in X-FoxGate-Timestamp."""
+        signed = dict(part.split("=", 1) for part in self.headers["X-FoxGate-Signature"].split(","))
         timestamp = self.headers["X-FoxGate-Timestamp"]
         expected = hmac.new(
             secret.encode(), timestamp.encode() + b"." + self.body, hashlib.sha256
         ).hexdigest()
-        return hmac.compare_digest(self.headers["X-FoxGate-Signature"], f"sha256={expected}")
+        return signed["t"] == timestamp and hmac.compare_digest(signed["v1"], expected)
 
     def json(self) -> dict:
         return json.loads(self.body)

@@ -10,7 +10,8 @@ be invalid keeps whatever schemathesis made:
   tool exchanges, tools get distinct names and an open parameters schema, and tool_choice names the first;
 - OpenAPI 3.0 cannot bound an object's keys: metadata keys get the 1 to 64 characters the API takes;
 - nor compare two values: a thinking budget must be below max_tokens, so max_tokens is raised past it;
-- an Idempotency-Key names one request: each case gets a key of its own.
+- an Idempotency-Key names one request: each case gets a key of its own;
+- a callback_url must be HTTPS to a public address, which no pattern says: it becomes one.
 """
 
 import uuid
@@ -35,6 +36,8 @@ def map_case(context: Any, case: Any) -> Any:
     ):
         path = case.operation.path
         body["model"] = EMBEDDING_MODEL if path.endswith("/embeddings") else MODEL
+        if "callback_url" in body:
+            body["callback_url"] = "https://hooks.example.com/done"
         if case.headers and "Idempotency-Key" in case.headers:
             case.headers["Idempotency-Key"] = uuid.uuid4().hex  # a key reused with another body is a 422
         if path.endswith("/messages"):

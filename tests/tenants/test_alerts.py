@@ -10,13 +10,13 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from foxgate import webhooks
 from tenants.alerts import (
     alert_rule_save,
     alert_send,
     alerts_fire,
     deliveries_resume,
     webhook_endpoint_add,
-    webhook_url_check,
 )
 from tenants.models import Alert, AlertRule, ApiKey, AuditEvent, Tenant, WebhookDelivery, WebhookEndpoint
 from tenants.services import apikey_issue, budgets_reset, credits_topup, tenant_create
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the receiver answers fro
 def test_a_webhook_must_be_https_to_a_public_address(settings, url, problem):
     settings.ALLOW_PRIVATE_WEBHOOKS = False
     with pytest.raises(ValidationError, match=problem):
-        webhook_url_check(url, resolve=True)
+        webhooks.url_check(url, resolve=True)
     with pytest.raises(ValidationError):
         webhook_endpoint_add(tenant=tenant_create(slug="hooked"), url=url)
     assert not WebhookEndpoint.objects.exists()

@@ -35,22 +35,29 @@ def test_upstream_api_keys_are_encrypted_at_rest(fake_openai):
 
 @pytest.mark.django_db
 def test_rotatesecrets_moves_every_stored_secret_to_the_newest_key(settings, fake_openai):
-    """After `rotatesecrets` the old key can be dropped: upstream keys and webhook secrets still read."""
+    """After `rotatesecrets` the old key can be dropped: upstream keys, webhook and callback secrets still
+    read."""
     from cryptography.fernet import Fernet
 
     from tasks.models import Channel
     from tasks.services import channel_add
     from tenants.alerts import webhook_endpoint_add
-    from tenants.models import WebhookEndpoint
-    from tenants.services import tenant_create
+    from tenants.models import Tenant, WebhookEndpoint
+    from tenants.services import callback_secret, tenant_create
 
     settings.ALLOW_PRIVATE_WEBHOOKS = True
     channel_add(
         name="openai", provider="openai", base_url=fake_openai.base_url, api_key="sk-up", model_names=["m"]
     )
-    secret = webhook_endpoint_add(tenant=tenant_create(slug="hooks"), url="https://127.0.0.1/hook").secret
+    tenant = tenant_create(slug="hooks")
+    secret = webhook_endpoint_add(tenant=tenant, url="https://127.0.0.1/hook").secret
+    signing = callback_secret(tenant)
+    assert signing not in database_dump()
     newest = Fernet.generate_key().decode()
     settings.SECRET_KEYS = [newest, *settings.SECRET_KEYS]
-    assert "re-encrypted 1 channel API keys and 1 webhook secrets" in run_command("rotatesecrets")
+    assert "re-encrypted 1 channel API keys, 1 webhook secrets, 1 callback secrets" in run_command(
+        "rotatesecrets"
+    )
     settings.SECRET_KEYS = [newest]
     assert Channel.objects.get().api_key == "sk-up" and WebhookEndpoint.objects.get().secret == secret
+    assert callback_secret(Tenant.objects.get(pk=tenant.pk)) == signing

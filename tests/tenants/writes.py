@@ -39,4 +39,6 @@ def tenant_form(tenant: Tenant, **changes: object) -> dict[str, object]:
     tenant.refresh_from_db()
     fields = ("slug", "name", "status", "group", "rpm", "tpm", "max_concurrency", "budget", "budget_period")
     form = {k: ("" if v is None else v) for k, v in model_to_dict(tenant, fields=fields).items()}
+    if tenant.store_content:
+        form["store_content"] = "on"  # a ticked checkbox; an unticked one is not sent
     return form | changes
