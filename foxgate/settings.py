@@ -372,6 +372,8 @@ MAX_REQUEST_BYTES = env_int("FOXGATE_MAX_REQUEST_BYTES", 20 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 # Stream chunks stay replayable this long after their task ends; then the stream answers 410.
 STREAM_RETENTION_SECONDS = env_int("FOXGATE_STREAM_RETENTION_SECONDS", 15 * 60)
+# Days a finished task's request and answer are kept (tasks/retention.py); 0 keeps them for ever.
+CONTENT_RETENTION_DAYS = env_int("FOXGATE_CONTENT_RETENTION_DAYS", 0)
 # A silent stream gets a keep-alive comment this often, so proxies do not cut it.
 STREAM_KEEPALIVE_SECONDS = float(env_str("FOXGATE_STREAM_KEEPALIVE_SECONDS", "15"))
 # How long a sync request waits for its task before answering 504 task_still_running.

@@ -23,6 +23,7 @@ from unfold.widgets import UnfoldAdminPasswordWidget
 from foxgate.errors import ApiError, TaskAlreadyFinished
 from tasks.dashboards import failures_dashboard, usage_dashboard
 from tasks.models import CallbackDelivery, Channel, Model, Price, Task, TaskAttempt
+from tasks.retention import is_sealed
 from tasks.serializers import is_inline
 from tasks.services import (
     CHANNEL_FIELDS,
@@ -439,6 +440,7 @@ class TaskAdmin(BigTableAdmin):
         "price",
         "channel",
         "callback_view",
+        "content_pruned_at",
     )
     readonly_fields = fields
 
@@ -467,6 +469,8 @@ class TaskAdmin(BigTableAdmin):
     @display(description="request")
     def request_view(self, obj: Task) -> str:
         """The parameters, and each message with its media as truncated text (never loaded)."""
+        if gone := _content_gone(obj):
+            return gone
         params = {k: v for k, v in obj.request.items() if k != "messages" and v is not None}
         rows = [(m["role"], _message_html(m)) for m in obj.request.get("messages", [])]
         messages_html = format_html_join("", "<div class='mb-2'><strong>{}</strong>: {}</div>", rows)
@@ -495,6 +499,8 @@ class TaskAdmin(BigTableAdmin):
 
     @display(description="result")
     def result_view(self, obj: Task) -> str:
+        if gone := _content_gone(obj):
+            return gone
         if not obj.result:
             return "—"
         message = obj.result["choices"][0]["message"]
@@ -517,6 +523,11 @@ class TaskAdmin(BigTableAdmin):
         retried = 0
         queryset = self.acting_on(request, queryset, Perm.RETRY)  # only where the role may spend
         for task in queryset.filter(status=Task.Status.FAILED).select_related("api_key__tenant")[:100]:
+            if _content_gone(task):
+                self.message_user(
+                    request, f"{task.id}: not retried, its request was erased", messages.WARNING
+                )
+                continue
             validated = _resubmittable(task)
             try:
                 admitted = task_submit(api_key=task.api_key, validated=validated)
@@ -580,6 +591,15 @@ class TaskAdmin(BigTableAdmin):
     def _require(self, request: HttpRequest, perm: Perm) -> None:
         if not can_any(request.user, perm):
             raise PermissionDenied
+
+
+def _content_gone(task: Task) -> str:
+    """Why the task's request and answer cannot be shown, if they cannot."""
+    if task.content_pruned_at is not None:
+        return f"erased at {task.content_pruned_at:%Y-%m-%d %H:%M} UTC (content retention)"
+    if is_sealed(task.request):
+        return "not stored: its tenant stores no content"
+    return ""
 
 
 def _resubmittable(task: Task) -> dict[str, Any]:

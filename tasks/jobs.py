@@ -8,6 +8,7 @@ from tasks.callbacks import callback_send, callbacks_resume
 from tasks.relay import engine
 from tasks.relay.chunks import stream_chunks_expire
 from tasks.relay.reclaim import task_requeue, tasks_reclaim
+from tasks.retention import content_prune
 from tasks.rollups import usage_rollup
 from tasks.services import idempotency_keys_prune
 
@@ -60,6 +61,11 @@ def callback_send_job(task_id: str) -> None:
 def callbacks_resume_job() -> int:
     """Send the callbacks a dead process left unsent or unfinished."""
     return callbacks_resume()
+
+
+def content_prune_job() -> int:
+    """Erase the request and answer of tasks past their retention (tasks/retention.py)."""
+    return content_prune()
 
 
 def relay_engine_start() -> None:

@@ -323,6 +323,10 @@ class Task(models.Model):
             return self.request["parameters"]
         return {k: self.request[k] for k in ("top_p", "stop") if self.request.get(k) is not None}
 
+    # Whether the request was stored sealed (its tenant stores no content, tasks/retention.py), as the
+    # engine's claim read it: the answer is then stored sealed too.
+    content_sealed: bool = False
+
     # Whether the tenant has an alert rule, as the engine's claim read it (tasks/relay/engine.py), so that
     # settling a task of a tenant without rules costs no statement; None: not read.
     alerts_watched: bool | None = None
@@ -489,9 +493,11 @@ class AttributedUsage(UsageCounts):
 
 
 class RetentionWatermark(models.Model):
-    """How far the retention job has pruned content: tasks finished before this (one row)."""
+    """How far the retention job has erased content (one row): of every task finished before
+    `pruned_before`, and of the tasks of tenants that store no content finished before `sealed_before`."""
 
     pruned_before = models.DateTimeField()
+    sealed_before = models.DateTimeField()
 
     def __str__(self) -> str:
         return f"content pruned before {self.pruned_before}"

@@ -12,6 +12,7 @@ from foxgate.errors import NotFound
 from tasks.events import Subscription, connection_release
 from tasks.model_rules import ModelRules, rules_for
 from tasks.models import Model, Task
+from tasks.retention import unsealed
 from tenants.models import ApiKey, ModelRuleOverride, Tenant
 from tenants.selectors import format_credits
 
@@ -89,7 +90,8 @@ async def task_wait(*, task_id: str, heard: Subscription, timeout: float) -> Tas
     must_read = heard.changed
     while True:
         if heard.outcome is not None:
-            return TaskOutcome(**json.loads(heard.outcome))
+            outcome = json.loads(heard.outcome)
+            return TaskOutcome(**outcome | {"result": unsealed(outcome["result"])})
         if must_read:
             heard.changed = False
             heard.chunks.clear()  # a sync waiter wants the end, not the chunks
@@ -110,7 +112,8 @@ def task_outcome(*, task_id: str) -> TaskOutcome:
     waiter may wait minutes more, and must not hold one meanwhile."""
     try:
         fields = ("status", "result", "error_code", "error_message")
-        return TaskOutcome(*Task.objects.filter(pk=task_id).values_list(*fields).get())
+        status, result, *error = Task.objects.filter(pk=task_id).values_list(*fields).get()
+        return TaskOutcome(status, unsealed(result), *error)
     finally:
         connection_release()
 
@@ -129,7 +132,7 @@ def task_as_api(task: Task) -> dict[str, Any]:
         "can_cancel": not task.is_finished,
         "created": int(task.created_at.timestamp()),
         "stream": {"url": f"/v1/llm/generations/{task.id}/stream"} if task.stream else None,
-        "results": [task.result] if completed else None,
+        "results": [unsealed(task.result)] if completed else None,
         "error": {"code": task.error_code, "message": task.error_message, "type": "task_error"}
         if failed
         else None,

@@ -27,6 +27,7 @@ from foxgate.errors import InvalidParam, PermissionDenied, ServiceUnavailable
 from tasks.catalog import catalog
 from tasks.model_rules import default_capabilities, rules_check
 from tasks.models import Channel, IdempotencyKey, Model, Price, Task, TaskAttempt, new_task_id
+from tasks.retention import sealed
 from tasks.routing import channels_available
 from tasks.selectors import is_disabled, model_rules
 from tasks.serializers import ATTRIBUTION, messages_from
@@ -177,6 +178,8 @@ def _admit(
     input_tokens = estimate_input_tokens(request["messages"], request["parameters"].get("tools"))
     request["output_cap"] = rules.max_output_tokens or model.output_cap
     worst_case_output = 0 if embedding else request["max_tokens"] or request["output_cap"]
+    if not tenant.store_content:
+        stored = sealed(request)  # the worker opens it; the retention job erases it (tasks/retention.py)
     task = Task(
         id=task_id or new_task_id(),
         tenant=tenant,
@@ -186,7 +189,7 @@ def _admit(
         price=price,
         protocol=validated["protocol"],
         dialect=dialect,
-        request=request,
+        request=request if tenant.store_content else stored,
         end_user=validated["parameters"].get("user", ""),
         tags=validated["parameters"].get("metadata", {}),
         stream=validated["stream"],

@@ -13,6 +13,7 @@ from tasks.callbacks import callback_send_later
 from tasks.events import CANCELS, FINISHED, PAYLOAD_LIMIT
 from tasks.events import CHANNEL as EVENTS
 from tasks.models import Channel, Task, TaskAttempt
+from tasks.retention import sealed
 from tasks.services import estimate_input_tokens
 from tenants.alerts import alerts_fire, alerts_send_later
 from tenants.limits import LIMITS_SETTLE, limits_settle
@@ -166,7 +167,7 @@ def task_finish(
         "task": task.pk,
         "unfinished": list(unfinished),
         "status": status,
-        "result": None if result is None else json.dumps(result),
+        "result": None if result is None else json.dumps(sealed(result) if task.content_sealed else result),
         "error_code": error_code,
         "error_message": error_message,
         "finished_at": finished_at,

@@ -198,10 +198,11 @@ def every_result_is_a_chat_completion(request):
     from openai.types.chat import ChatCompletion
 
     from tasks.models import Task
+    from tasks.retention import unsealed
 
     with request.getfixturevalue("django_db_blocker").unblock():
         for result in Task.objects.filter(status=Task.Status.COMPLETED).values_list("result", flat=True):
-            ChatCompletion.model_validate(result)
+            ChatCompletion.model_validate(unsealed(result))
 
 
 @pytest.fixture(autouse=True)

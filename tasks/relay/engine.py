@@ -51,6 +51,7 @@ from tasks.relay.providers import (
     pooled_client,
 )
 from tasks.relay.reclaim import leases_reclaim, leases_renew, tasks_hand_back
+from tasks.retention import is_sealed, unsealed
 from tasks.routing import attempt_start, breaker_failure
 from tasks.settle import ATTEMPT_END_FIELDS, task_fail, task_finish
 from tenants.models import Tenant
@@ -166,6 +167,8 @@ def task_claim(*, task_id: str, owner: str) -> Claim | None:
         return None
     # By position: the task's columns (TASK_FIELDS), then CLAIM's others in the order it lists them.
     task = _from_db(Task, dict(zip([field.attname for field in TASK_FIELDS], row, strict=False)))
+    task.content_sealed = is_sealed(task.request)
+    task.request = unsealed(task.request)
     model_name, tenant_slug, *rest = row[len(TASK_FIELDS) :]
     rates, (failed, chunks_stored, channels, task.alerts_watched) = (
         rest[: len(PRICE_RATES)],

@@ -16,6 +16,7 @@ from django_q.tasks import async_task
 
 from tasks.models import StreamChunk, Task, TaskAttempt
 from tasks.relay.calls import StreamAssembly
+from tasks.retention import unsealed
 from tasks.settle import task_finish
 
 
@@ -53,6 +54,7 @@ def task_release(task: Task, *, why: str) -> str:
         TaskAttempt.objects.filter(task=task, finished_at__isnull=True).update(
             finished_at=timezone.now(), error_code="internal_error", error_message=why
         )
+        task.request = unsealed(task.request)  # its estimate reads the messages
         assembly = StreamAssembly(started=0)
         for data in chunks:
             assembly.add(json.loads(data))
