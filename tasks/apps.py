@@ -8,8 +8,10 @@ class TasksConfig(AppConfig):
     def ready(self) -> None:
         from django_q.signals import post_spawn
 
+        from foxgate.tracing import tracing_start
         from tasks.workerqueue import worker_queue_patch
 
+        tracing_start()
         worker_queue_patch()
         post_spawn.connect(cluster_worker_started, dispatch_uid="relay_engine_start")
 

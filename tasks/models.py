@@ -277,6 +277,9 @@ class Task(models.Model):
     # When the retention job erased the request and the answer (tasks/retention.py); the row, its usage and
     # its charges stay.
     content_pruned_at = models.DateTimeField(null=True, blank=True)
+    # The W3C traceparent of the task's admission span, which the worker's spans continue
+    # (foxgate/tracing.py); empty when not tracing.
+    traceparent = models.CharField(max_length=55, blank=True)
 
     objects = TenantQuerySet.as_manager()
 
@@ -322,6 +325,9 @@ class Task(models.Model):
         if "parameters" in self.request:
             return self.request["parameters"]
         return {k: self.request[k] for k in ("top_p", "stop") if self.request.get(k) is not None}
+
+    # The span of the run settling the task, for settlement's span to join (foxgate/tracing.py).
+    trace_span: Any = None
 
     # Whether the request was stored sealed (its tenant stores no content, tasks/retention.py), as the
     # engine's claim read it: the answer is then stored sealed too.

@@ -63,30 +63,31 @@ def task_submit(
     task_id: str | None = None,
     dialect: str = "foxapi",
     idempotency_key: str | None = None,
+    traceparent: str = "",
 ) -> Admitted:
     """Admit a validated request: resolve its model and price, apply the model's rules, check the limits,
     hold credits, insert the task and enqueue it. Nothing is written unless all of that succeeds.
 
     `task_id` is the id to give the task (a sync request listens for its events before it exists);
     a new one by default. With an `idempotency_key` the key used within IDEMPOTENCY_HOURS answers the
-    task its first request made, with no hold and no upstream call (`idempotent_replay`).
+    task its first request made, with no hold and no upstream call (`idempotent_replay`). `traceparent`
+    names the admission's span, for the worker's spans to continue (foxgate/tracing.py).
 
     The key must still be usable (ApiKey.refusal): the API checked it when it authenticated, and any other
     caller (the admin's retry) gets the same answer here."""
     refusal = api_key.refusal(timezone.now())
     if refusal is not None:
         raise refusal
+    admitting = {"validated": validated, "task_id": task_id, "dialect": dialect, "traceparent": traceparent}
     if idempotency_key is None:
-        return _admit(api_key=api_key, validated=validated, task_id=task_id, dialect=dialect)
+        return _admit(api_key=api_key, **admitting)
     request_hash = hashlib.sha256(json.dumps([dialect, validated], sort_keys=True, default=str).encode())
     used = {"api_key": api_key, "key": idempotency_key, "request_hash": request_hash.hexdigest()}
     replay = idempotent_replay(**used)
     if replay is not None:
         return replay
     try:
-        return _admit(
-            api_key=api_key, validated=validated, task_id=task_id, dialect=dialect, idempotency=used
-        )
+        return _admit(api_key=api_key, idempotency=used, **admitting)
     except IntegrityError as error:
         cause = error.__cause__
         if isinstance(cause, psycopg.errors.UniqueViolation) and cause.diag.constraint_name == IDEMPOTENCY:
@@ -131,6 +132,7 @@ def _admit(
     validated: dict[str, Any],
     task_id: str | None,
     dialect: str,
+    traceparent: str,
     idempotency: dict[str, Any] | None = None,
 ) -> Admitted:
     tenant = api_key.tenant
@@ -195,6 +197,7 @@ def _admit(
         stream=validated["stream"],
         sync=validated["sync"],
         callback_url=validated.get("callback_url", ""),
+        traceparent=traceparent,
         user_group=tenant.group,
         credits_reserved=price.cost(input_tokens=input_tokens, output_tokens=worst_case_output),
     )

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from foxgate.database import prepared_cursor
 from foxgate.errors import TaskAlreadyFinished
+from foxgate.tracing import span, stored_parent
 from tasks.callbacks import callback_send_later
 from tasks.events import CANCELS, FINISHED, PAYLOAD_LIMIT
 from tasks.events import CHANNEL as EVENTS
@@ -185,9 +186,12 @@ def task_finish(
             "first_token_ms": attempt.first_token_ms,
             "http_status": attempt.http_status,
         }
-    with prepared_cursor() as cursor:
-        cursor.execute(SETTLE if attempt is None else SETTLE_SUCCESS, params)
-        settled = cursor.fetchone() is not None
+    parent = task.trace_span or stored_parent(task.traceparent)
+    with span("settlement", parent=parent, task_id=task.pk, status=status, basis=basis) as settlement:
+        with prepared_cursor() as cursor:
+            cursor.execute(SETTLE if attempt is None else SETTLE_SUCCESS, params)
+            settled = cursor.fetchone() is not None
+        settlement.set_attribute("foxgate.credits_charged", str(params["settle_cost"]) if settled else "")
     if not settled:
         return False
     task.status, task.progress, task.result = status, 100, result

@@ -30,6 +30,8 @@ from foxgate.errors import (
     TaskFailed,
     api_exception_handler,
 )
+from foxgate.middleware import current_request_id
+from foxgate.tracing import SpanKind, remote_parent, span, traceparent_of
 from tasks import schema
 from tasks.dialects import (
     anthropic_error,
@@ -217,18 +219,23 @@ class GenerationCreateApi(OneHopApi):
     def admit(self, request: Request, task_id: str) -> Admitted:
         """Authentication, validation and admission in one thread hop, the connection back in the pool
         at its end (a sync request then waits without one)."""
+        caller = remote_parent(request.headers)
         try:
-            self.initial(request)
-            serializer = self.request_serializer(data=request.data)
-            serializer.is_valid(raise_exception=True)
-            self.validated = serializer.validated_data
-            return task_submit(
-                api_key=request.user,
-                validated=self.validated,
-                task_id=task_id,
-                dialect=self.dialect,
-                idempotency_key=idempotency_key(request),
-            )
+            with span("task admission", parent=caller, kind=SpanKind.SERVER, task_id=task_id) as admission:
+                admission.set_attribute("foxgate.request_id", current_request_id())
+                self.initial(request)
+                admission.set_attribute("foxgate.tenant", request.auth.slug)
+                serializer = self.request_serializer(data=request.data)
+                serializer.is_valid(raise_exception=True)
+                self.validated = serializer.validated_data
+                return task_submit(
+                    api_key=request.user,
+                    validated=self.validated,
+                    task_id=task_id,
+                    dialect=self.dialect,
+                    idempotency_key=idempotency_key(request),
+                    traceparent=traceparent_of(admission),
+                )
         finally:
             connection_release()
 

@@ -37,6 +37,7 @@ from django.utils import timezone
 from foxgate.database import prepared_cursor
 from foxgate.errors import DATABASE_OUTAGE
 from foxgate.logs import set_tenant, task_context
+from foxgate.tracing import span, stored_parent
 from tasks.events import CANCELS, listen_forever
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
 from tasks.relay.calls import CANCELLED, CallOutcome, Cancel, StreamAssembly
@@ -232,8 +233,16 @@ async def generation_run(task_id: str, rt: Runtime) -> None:
         return
     # A task cancelled while handed back to pending, before this claim, comes with its request.
     cancel = rt.claimed[task_id] = Cancel(requested=claim.task.cancel_requested_at is not None)
+    task = claim.task
     try:
-        await _attempts(claim, rt, cancel)
+        with span(
+            "task run",
+            parent=stored_parent(task.traceparent),
+            task_id=task_id,
+            tenant=task.tenant.slug,
+            model=task.model,
+        ) as task.trace_span:
+            await _attempts(claim, rt, cancel)
     finally:
         del rt.claimed[task_id]
 
@@ -283,10 +292,19 @@ async def _attempts(claim: Claim, rt: Runtime, cancel: Cancel) -> None:
         used.add(attempt.channel_id)
         started = time.monotonic()
         request = upstream_request(task, attempt.channel)
-        if task.stream:
-            outcome = await upstream_stream(rt, claim, attempt.channel, request, cancel)
-        else:
-            outcome = await upstream_complete(rt, attempt.channel, request, cancel)
+        with span(
+            "upstream attempt",
+            parent=task.trace_span,
+            task_id=task.id,
+            attempt=attempt.number,
+            channel=attempt.channel.name,
+            provider=attempt.channel.provider,
+        ) as call:
+            if task.stream:
+                outcome = await upstream_stream(rt, claim, attempt.channel, request, cancel)
+            else:
+                outcome = await upstream_complete(rt, attempt.channel, request, cancel)
+            call.set_attribute("foxgate.outcome", outcome.error.code if outcome.error else "ok")
         error = outcome.error
         if error is None:
             await rt.db(attempt_settle, task, attempt, started, outcome)
