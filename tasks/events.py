@@ -35,9 +35,6 @@ from tasks.catalog import catalog
 logger = logging.getLogger(__name__)
 
 CHANNEL = "foxgate_tasks"
-# Web processes ask the worker running a task to stop it (tasks.settle.task_cancel): the payload is the
-# task id, heard by every worker engine (tasks/relay/engine.py).
-CANCELS = "foxgate_cancels"
 RECONNECT_SECONDS = 0.25  # short: after a database restart, events resume at once
 CONNECT_WAIT_SECONDS = 2.0
 PAYLOAD_LIMIT = 7900  # bytes; PostgreSQL refuses notification payloads of 8000 or more

@@ -11,8 +11,8 @@ from foxgate.database import prepared_cursor
 from foxgate.errors import TaskAlreadyFinished
 from foxgate.tracing import span, stored_parent
 from tasks.callbacks import callback_send_later
-from tasks.events import CANCELS, FINISHED, PAYLOAD_LIMIT
 from tasks.events import CHANNEL as EVENTS
+from tasks.events import FINISHED, PAYLOAD_LIMIT
 from tasks.models import Channel, Task, TaskAttempt
 from tasks.retention import sealed
 from tasks.services import estimate_input_tokens
@@ -214,20 +214,18 @@ def task_finish(
 
 
 CANCELLED = "cancelled"
-CANCEL_REQUEST = f"""
-WITH requested AS (
-    UPDATE tasks_task SET cancel_requested_at = coalesce(cancel_requested_at, now())
-    WHERE id = %(task)s AND status = 'processing'
-    RETURNING id
-)
-SELECT pg_notify('{CANCELS}', id) FROM requested
-"""  # noqa: S608 - CANCELS is a constant
+CANCEL_REQUEST = """
+UPDATE tasks_task SET cancel_requested_at = coalesce(cancel_requested_at, now())
+WHERE id = %(task)s AND status = 'processing'
+RETURNING id
+"""
 
 
 def task_cancel(task: Task, *, by: str) -> bool:
     """Cancel an unfinished task. True: it was pending and is cancelled now, its whole hold released.
-    False: it is processing, and its worker was asked to stop its call, charge what the provider
-    reported or else what was delivered, and settle it as cancelled (tasks/relay/engine.py). A task
+    False: it is processing, and its worker is asked to stop its call (it reads the request within
+    CANCEL_POLL_SECONDS), charge what the provider reported or else what was delivered, and settle it as
+    cancelled (tasks/relay/engine.py). A task
     that finished first raises TaskAlreadyFinished.
 
     Each step is conditional on the status it acts on, so a task a worker claims, or hands back, while

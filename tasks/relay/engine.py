@@ -38,7 +38,6 @@ from foxgate.database import prepared_cursor
 from foxgate.errors import DATABASE_OUTAGE
 from foxgate.logs import set_tenant, task_context
 from foxgate.tracing import span, stored_parent
-from tasks.events import CANCELS, listen_forever
 from tasks.models import Channel, Model, Price, Task, TaskAttempt
 from tasks.relay.calls import CANCELLED, CallOutcome, Cancel, StreamAssembly
 from tasks.relay.chunks import ChunkConnections, ChunkWriter
@@ -51,7 +50,7 @@ from tasks.relay.providers import (
     http_client,
     pooled_client,
 )
-from tasks.relay.reclaim import leases_reclaim, leases_renew, tasks_hand_back
+from tasks.relay.reclaim import cancels_requested, leases_reclaim, leases_renew, tasks_hand_back
 from tasks.retention import is_sealed, unsealed
 from tasks.routing import attempt_start, breaker_failure
 from tasks.settle import ATTEMPT_END_FIELDS, task_fail, task_finish
@@ -66,6 +65,7 @@ RETRY_BACKOFF_MAX_SECONDS = 10
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 OUTAGE_RETRY_SECONDS = 60  # how long a generation waits for its database (Engine._db)
 OUTAGE_PAUSE_MAX_SECONDS = 2.0
+CANCEL_POLL_SECONDS = 1.0
 
 
 @dataclass
@@ -589,12 +589,7 @@ class Engine:
             await asyncio.sleep(settings.LEASE_RENEW_SECONDS)
             try:
                 if self.rt.claimed:
-                    # It answers which of them were asked to stop: a cancel this process did not hear
-                    # (its listener was reconnecting) is caught here.
-                    asked = await self._lease_db(
-                        leases_renew, owner=self.rt.owner, task_ids=list(self.rt.claimed)
-                    )
-                    self._cancel(asked)
+                    await self._lease_db(leases_renew, owner=self.rt.owner, task_ids=list(self.rt.claimed))
                 reclaimed = await self._lease_db(leases_reclaim)
                 if any(reclaimed.values()):
                     logger.warning("reclaimed tasks whose worker died: %s", reclaimed)
@@ -608,17 +603,25 @@ class Engine:
                 )
 
     async def _cancel_requests(self) -> None:
-        """Hear the cancel requests of web processes (tasks.settle.task_cancel) on a connection of its
-        own, and pass on those for tasks running here."""
-        await listen_forever(
-            (CANCELS,), name="cancel listener", heard=lambda notify: self._cancel([notify.payload])
-        )
-
-    def _cancel(self, task_ids: list[str]) -> None:
-        for task_id in task_ids:
-            cancel = self.rt.claimed.get(task_id)
-            if cancel is not None:
-                cancel.request()
+        """Every CANCEL_POLL_SECONDS, while tasks run here, pass on the cancel requests web processes
+        recorded for them (tasks.settle.task_cancel): one indexed statement. Polled rather than heard: a
+        LISTEN connection per worker process would have PostgreSQL wake it for every notification of
+        every stream chunk and settlement (measured: +0.4 ms of database CPU per request)."""
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            if not self.rt.claimed:
+                continue
+            try:
+                asked = await self._lease_db(cancels_requested, task_ids=list(self.rt.claimed))
+            except RuntimeError:
+                return  # the interpreter is exiting (see _leases)
+            except Exception:
+                logger.exception("reading cancel requests failed; retrying")
+                continue
+            for task_id in asked:
+                cancel = self.rt.claimed.get(task_id)
+                if cancel is not None:
+                    cancel.request()
 
     def drain(self, seconds: float) -> None:
         """Stop admitting, let in-flight generations finish for `seconds`, then hand back the rest."""

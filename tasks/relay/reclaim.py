@@ -24,17 +24,22 @@ def task_requeue(*, task_id: str) -> None:
     async_task("tasks.jobs.task_run", task_id, task_name=task_id)
 
 
-def leases_renew(*, owner: str, task_ids: list[str]) -> list[str]:
-    """Extend the leases of every task this process is running, in one statement; answer those of them
-    that were asked to stop (tasks.settle.task_cancel)."""
+def leases_renew(*, owner: str, task_ids: list[str]) -> int:
+    """Extend the leases of every task this process is running, in one statement."""
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE tasks_task SET lease_expires_at = now() + make_interval(secs => %s) "
-            "WHERE id = ANY(%s) AND status = 'processing' AND lease_owner = %s "
-            "RETURNING id, cancel_requested_at IS NOT NULL",
+            "WHERE id = ANY(%s) AND status = 'processing' AND lease_owner = %s",
             [settings.LEASE_SECONDS, task_ids, owner],
         )
-        return [task_id for task_id, asked in cursor.fetchall() if asked]
+        return cursor.rowcount
+
+
+def cancels_requested(*, task_ids: list[str]) -> list[str]:
+    """Which of these running tasks were asked to stop (tasks.settle.task_cancel)."""
+    return list(
+        Task.objects.filter(pk__in=task_ids, cancel_requested_at__isnull=False).values_list("pk", flat=True)
+    )
 
 
 def task_release(task: Task, *, why: str) -> str:
