@@ -4,8 +4,8 @@ A task's content is its request's messages and tools, its result's messages (or 
 chunks. With FOXGATE_CONTENT_RETENTION_DAYS set, the scheduled `content_prune` erases it from tasks that
 ended that long ago; the task row, its usage, its charges and its ledger lines stay for ever, and
 `content_pruned_at` says when it went. A tenant with `store_content` off keeps none from the start: its
-requests are stored sealed (encrypted with FOXGATE_SECRET_KEYS) while they run and erased when they end,
-and its results are stored sealed for STREAM_RETENTION_SECONDS, for the caller to fetch, then erased.
+requests, results and stream chunks are stored sealed (encrypted with FOXGATE_SECRET_KEYS), opened only by
+the worker and by the API answering the caller, and erased after STREAM_RETENTION_SECONDS.
 """
 
 import json
@@ -20,6 +20,7 @@ from foxgate.crypto import decrypt, encrypt
 from tasks.models import RetentionWatermark, StreamChunk, Task
 
 SEALED = "sealed"
+SEALED_TEXT = "sealed:"  # a chunk's JSON starts with "{": this prefix cannot be one
 BATCH = 1000
 # What an erased request keeps: the numbers that priced and capped it
 KEPT_REQUEST_KEYS = ("max_tokens", "temperature", "reasoning", "output_cap")
@@ -36,6 +37,15 @@ def is_sealed(value: Any) -> bool:
 def unsealed(value: Any) -> Any:
     """A sealed value opened; any other as it is."""
     return json.loads(decrypt(value[SEALED])) if is_sealed(value) else value
+
+
+def sealed_text(text: str) -> str:
+    """A stream chunk as a tenant that stores no content has it stored."""
+    return SEALED_TEXT + encrypt(text)
+
+
+def unsealed_text(text: str) -> str:
+    return decrypt(text.removeprefix(SEALED_TEXT)) if text.startswith(SEALED_TEXT) else text
 
 
 def request_erased(request: dict[str, Any]) -> dict[str, Any]:

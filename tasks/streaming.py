@@ -18,6 +18,7 @@ from rest_framework.renderers import JSONRenderer
 from foxgate.errors import ApiError, NotFound
 from tasks.events import Subscription, listener, release_connection
 from tasks.models import StreamChunk, Task
+from tasks.retention import unsealed_text
 
 
 class EventStreamRenderer(JSONRenderer):
@@ -120,7 +121,7 @@ async def _stored_chunks(task_id: str, since: int) -> AsyncIterator[tuple[int, s
         StreamChunk.objects.filter(task_id=task_id, seq__gte=since).order_by("seq").values_list("seq", "data")
     )
     async for seq, data in rows:
-        yield seq, data
+        yield seq, unsealed_text(data)
 
 
 def _forget_before(heard: Subscription, seq: int) -> None:

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from tasks.events import CHANNEL, chunk_payload, conninfo
 from tasks.models import StreamChunk
+from tasks.retention import sealed_text
 
 
 class ChunkConnections:
@@ -86,8 +87,10 @@ class ChunkWriter:
         next_seq: int,
         expected_tokens: int,
         connections: ChunkConnections | None = None,
+        sealed: bool = False,
     ) -> None:
         self.task_id = task_id
+        self.sealed = sealed  # stored encrypted: its tenant stores no content (tasks/retention.py)
         self.next_seq = next_seq
         self.expected_tokens = max(1, expected_tokens)
         self.own = connections is None
@@ -106,7 +109,7 @@ class ChunkWriter:
         params = {
             "task": self.task_id,
             "seq": seq,
-            "data": data,
+            "data": sealed_text(data) if self.sealed else data,
             "events": CHANNEL,
             "payload": chunk_payload(self.task_id, seq, data),
         }

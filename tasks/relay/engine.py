@@ -391,7 +391,11 @@ async def upstream_stream(
     expected = request.max_tokens or request.default_max_tokens
     chunks = relay_for(channel, rt.client).stream(request)
     async with ChunkWriter(
-        claim.task.id, next_seq=claim.chunks_stored, expected_tokens=expected, connections=rt.chunks
+        claim.task.id,
+        next_seq=claim.chunks_stored,
+        expected_tokens=expected,
+        connections=rt.chunks,
+        sealed=claim.task.content_sealed,
     ) as writer:
         try:
             while not cancel.requested:

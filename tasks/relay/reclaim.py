@@ -16,7 +16,7 @@ from django_q.tasks import async_task
 
 from tasks.models import StreamChunk, Task, TaskAttempt
 from tasks.relay.calls import StreamAssembly
-from tasks.retention import unsealed
+from tasks.retention import unsealed, unsealed_text
 from tasks.settle import task_finish
 
 
@@ -62,7 +62,7 @@ def task_release(task: Task, *, why: str) -> str:
         task.request = unsealed(task.request)  # its estimate reads the messages
         assembly = StreamAssembly(started=0)
         for data in chunks:
-            assembly.add(json.loads(data))
+            assembly.add(json.loads(unsealed_text(data)))
         if task.cancel_requested_at is not None:
             status, error = Task.Status.CANCELLED, ("cancelled", "Cancelled; its worker stopped meanwhile.")
         else:

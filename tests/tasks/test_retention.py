@@ -89,3 +89,18 @@ def test_a_sync_answer_of_a_tenant_that_stores_no_content_arrives_and_leaves_no_
         answer = client.chat.completions.create(model="fake-model", messages=messages)
     assert answer.choices[0].message.content == f"Echo: {SECRET_PROMPT}"
     assert "launch code" not in database_dump()
+
+
+@pytest.mark.e2e
+def test_a_stream_of_a_tenant_that_stores_no_content_is_stored_sealed(stack, stack_api):
+    Tenant.objects.filter(slug="e2e").update(store_content=False)
+    submitted = stack_api.post(
+        "/v1/llm/generations", json={"model": "fake-model", "prompt": SECRET_PROMPT, "stream": True}
+    ).json()
+    with stack_api.stream("GET", submitted["stream"]["url"]) as stream:
+        text = "".join(stream.iter_text())
+    assert "launch" in text and "event: done" in text  # the caller's stream carries the answer
+    assert StreamChunk.objects.filter(task_id=submitted["id"]).exists()
+    assert "launch" not in database_dump()  # its stored chunks (the answer echoes the prompt) are sealed
+    replay = stack_api.get(submitted["stream"]["url"], params={"offset": 0}).text
+    assert "launch" in replay  # a replay from the stored chunks opens them
