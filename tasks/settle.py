@@ -44,6 +44,28 @@ def task_fail(
     )
 
 
+def task_cancelled(
+    task: Task,
+    *,
+    message: str,
+    usage: dict | None = None,
+    delivered_tokens: int = 0,
+    channel: Channel | None = None,
+    unfinished: tuple[str, ...] = Task.UNFINISHED,
+) -> bool:
+    """Settle the task as cancelled (error code `cancelled`), charged by the rule like a failure: what the
+    provider reported, else what was delivered. True if this call settled it (see task_finish)."""
+    return task_finish(
+        task,
+        status=Task.Status.CANCELLED,
+        error=(Task.Status.CANCELLED, message),
+        usage=usage,
+        delivered_tokens=delivered_tokens,
+        channel=channel,
+        unfinished=unfinished,
+    )
+
+
 def task_charge(task: Task, *, usage: dict | None, delivered_tokens: int = 0) -> tuple[Decimal, str, int]:
     """The settlement rule: (cost, basis, tokens used) for a task that ends, well or badly.
 
@@ -213,7 +235,6 @@ def task_finish(
     return True
 
 
-CANCELLED = "cancelled"
 CANCEL_REQUEST = """
 UPDATE tasks_task SET cancel_requested_at = coalesce(cancel_requested_at, now())
 WHERE id = %(task)s AND status = 'processing'
@@ -225,21 +246,14 @@ def task_cancel(task: Task, *, by: str) -> bool:
     """Cancel an unfinished task. True: it was pending and is cancelled now, its whole hold released.
     False: it is processing, and its worker is asked to stop its call (it reads the request within
     CANCEL_POLL_SECONDS), charge what the provider reported or else what was delivered, and settle it as
-    cancelled (tasks/relay/engine.py). A task
-    that finished first raises TaskAlreadyFinished.
+    cancelled (tasks/relay/engine.py). A task that finished first raises TaskAlreadyFinished.
 
     Each step is conditional on the status it acts on, so a task a worker claims, or hands back, while
     this runs is caught in its new status at the next turn."""
     message = f"Cancelled by {by}."
     for _ in range(3):
         if task.status == Task.Status.PENDING:
-            cancelled = task_finish(
-                task,
-                status=Task.Status.CANCELLED,
-                error=(CANCELLED, message),
-                unfinished=(Task.Status.PENDING,),
-            )
-            if cancelled:
+            if task_cancelled(task, message=message, unfinished=(Task.Status.PENDING,)):
                 return True
         elif task.status == Task.Status.PROCESSING:
             with prepared_cursor() as cursor:

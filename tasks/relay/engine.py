@@ -53,7 +53,7 @@ from tasks.relay.providers import (
 from tasks.relay.reclaim import cancels_requested, leases_reclaim, leases_renew, tasks_hand_back
 from tasks.retention import is_sealed, unsealed
 from tasks.routing import attempt_start, breaker_failure
-from tasks.settle import ATTEMPT_END_FIELDS, task_fail, task_finish
+from tasks.settle import ATTEMPT_END_FIELDS, task_cancelled, task_fail, task_finish
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ OWNER = f"{socket.gethostname()}:{os.getpid()}"
 OUTAGE_RETRY_SECONDS = 60  # how long a generation waits for its database (Engine._db)
 OUTAGE_PAUSE_MAX_SECONDS = 2.0
 CANCEL_POLL_SECONDS = 1.0
+CANCELLED_MESSAGE = "Cancelled while processing."
 
 
 @dataclass
@@ -311,7 +312,14 @@ async def _attempts(claim: Claim, rt: Runtime, cancel: Cancel) -> None:
             return
         await rt.db(attempt_finish, attempt, started, outcome)
         if error is CANCELLED:  # the caller's doing, not the channel's: its breaker is left alone
-            await rt.db(task_cancelled, task, outcome, channel=attempt.channel)
+            await rt.db(
+                task_cancelled,
+                task,
+                message=CANCELLED_MESSAGE,
+                usage=outcome.usage,
+                delivered_tokens=outcome.delivered_tokens,
+                channel=attempt.channel,
+            )
             return
         await rt.db(breaker_failure, attempt.channel, error)
         # A refused channel key is the channel's fault, not the request's: another channel may serve.
@@ -329,7 +337,9 @@ async def _attempts(claim: Claim, rt: Runtime, cancel: Cancel) -> None:
         last_error = error
         last_channel = attempt.channel
     if cancel.requested:  # between calls: nothing more was sent
-        await rt.db(task_cancelled, task, CallOutcome(error=CANCELLED), channel=last_channel)
+        await rt.db(
+            task_cancelled, task, message="The task was cancelled between calls.", channel=last_channel
+        )
         return
     tries = f"{len(used)} channel{'s' if len(used) != 1 else ''}"
     reason = f"last error: {last_error.message}" if last_error else "no healthy channel serves this model"
@@ -441,19 +451,6 @@ def attempt_settle(task: Task, attempt: TaskAttempt, started: float, outcome: Ca
         usage=outcome.usage,
         delivered_tokens=outcome.delivered_tokens,
         attempt=attempt,
-    )
-
-
-def task_cancelled(task: Task, outcome: CallOutcome, *, channel: Channel | None) -> None:
-    """Settle a task whose cancel request stopped it: charged what the provider reported or else what
-    was delivered, the rest of its hold released."""
-    task_finish(
-        task,
-        status=Task.Status.CANCELLED,
-        error=(CANCELLED.code, "Cancelled while processing."),
-        usage=outcome.usage,
-        delivered_tokens=outcome.delivered_tokens,
-        channel=channel,
     )
 
 

@@ -17,7 +17,7 @@ from django_q.tasks import async_task
 from tasks.models import StreamChunk, Task, TaskAttempt
 from tasks.relay.calls import StreamAssembly
 from tasks.retention import unsealed, unsealed_text
-from tasks.settle import task_finish
+from tasks.settle import task_cancelled, task_fail
 
 
 def task_requeue(*, task_id: str) -> None:
@@ -63,12 +63,12 @@ def task_release(task: Task, *, why: str) -> str:
         assembly = StreamAssembly(started=0)
         for data in chunks:
             assembly.add(json.loads(unsealed_text(data)))
+        delivered = {"usage": assembly.usage, "delivered_tokens": assembly.tokens}
         if task.cancel_requested_at is not None:
-            status, error = Task.Status.CANCELLED, ("cancelled", "Cancelled; its worker stopped meanwhile.")
-        else:
-            status, error = Task.Status.FAILED, ("internal_error", "The worker stopped mid-stream.")
-        task_finish(task, status=status, error=error, usage=assembly.usage, delivered_tokens=assembly.tokens)
-        return status
+            task_cancelled(task, message="Cancelled; its worker stopped meanwhile.", **delivered)
+            return Task.Status.CANCELLED
+        task_fail(task=task, code="internal_error", message="The worker stopped mid-stream.", **delivered)
+        return Task.Status.FAILED
     if not unchanged.update(
         status=Task.Status.PENDING, progress=0, started_at=None, lease_owner="", lease_expires_at=None
     ):
